@@ -1,0 +1,124 @@
+// The compute's state: status with awaitable transitions, the fields /status reports, and the
+// startup timings of /metrics.json. One event loop, so a transition is a synchronous assignment
+// followed by a notification; "wait until status is X" is a promise.
+import { type ComputeMetrics, emptyComputeMetrics } from "../api/responses.ts";
+import { log } from "../log.ts";
+import type { Metrics } from "../monitor/metrics.ts";
+import { BUILD_TAG } from "../version.ts";
+import { type ComputeStatus, displayStatus } from "./status.ts";
+
+/** Where each status may go. Every live status may also go to `failed`. */
+const TRANSITIONS: Record<ComputeStatus, readonly ComputeStatus[]> = {
+  empty: [
+    "configuration_pending",
+    "init",
+    "termination_pending_fast",
+    "termination_pending_immediate",
+  ],
+  configuration_pending: ["init", "configuration"],
+  init: ["running"],
+  running: [
+    "configuration_pending",
+    "termination_pending_fast",
+    "termination_pending_immediate",
+    "refresh_configuration_pending",
+  ],
+  configuration: ["running"],
+  failed: [
+    "refresh_configuration_pending",
+    "termination_pending_fast",
+    "termination_pending_immediate",
+  ],
+  termination_pending_fast: ["terminated"],
+  termination_pending_immediate: ["terminated"],
+  terminated: [],
+  refresh_configuration_pending: ["refresh_configuration"],
+  refresh_configuration: ["running", "refresh_configuration_pending"],
+};
+
+export function canTransition(from: ComputeStatus, to: ComputeStatus): boolean {
+  if (to === "failed") return from !== "failed" && from !== "terminated";
+  return TRANSITIONS[from].includes(to);
+}
+
+export class IllegalTransitionError extends Error {
+  override name = "IllegalTransitionError";
+}
+
+type Waiter = { accept: (s: ComputeStatus) => boolean; resolve: (s: ComputeStatus) => void };
+
+export class ComputeState {
+  #status: ComputeStatus = "empty";
+  #waiters = new Set<Waiter>();
+  #listeners = new Set<(to: ComputeStatus, from: ComputeStatus) => void>();
+
+  /** Process start, reset to the spec's arrival on the /configure path (µs since epoch). */
+  startTimeMicros: number;
+  lastActiveMicros: number | null = null;
+  /** The start or reconfigure failure, rendered as the reference renders it (multi-line chain). */
+  error: string | null = null;
+  tenant: string | null = null;
+  timeline: string | null = null;
+  terminateFlushLsn: string | null = null;
+  readonly timings: ComputeMetrics = emptyComputeMetrics();
+
+  constructor(
+    private readonly metrics: Metrics,
+    startTimeMicros: number = Math.floor((performance.timeOrigin + performance.now()) * 1000),
+  ) {
+    this.startTimeMicros = startTimeMicros;
+    this.#publish();
+  }
+
+  get status(): ComputeStatus {
+    return this.#status;
+  }
+
+  /**
+   * Moves to `to`, logs the change, keeps `compute_ctl_up` at exactly one series and wakes
+   * waiters. An illegal move is a bug and throws. Unlike the reference, every transition
+   * (Terminated included) updates the metric.
+   */
+  set(to: ComputeStatus): void {
+    const from = this.#status;
+    if (!canTransition(from, to)) {
+      throw new IllegalTransitionError(
+        `illegal compute status transition from ${displayStatus(from)} to ${displayStatus(to)}`,
+      );
+    }
+    log.info(`Changing compute status from ${displayStatus(from)} to ${displayStatus(to)}`);
+    this.#status = to;
+    this.#publish();
+    for (const l of this.#listeners) l(to, from);
+    for (const w of [...this.#waiters]) {
+      if (w.accept(to)) {
+        this.#waiters.delete(w);
+        w.resolve(to);
+      }
+    }
+  }
+
+  /** Records a failure: the error text for /status, then the `failed` status. */
+  fail(errorText: string): void {
+    this.error = errorText;
+    if (this.#status !== "failed") this.set("failed");
+  }
+
+  /** Resolves with the status as soon as it is one of `statuses` (at once if it already is). */
+  waitFor(statuses: readonly ComputeStatus[]): Promise<ComputeStatus> {
+    if (statuses.includes(this.#status)) return Promise.resolve(this.#status);
+    return new Promise((resolve) => {
+      this.#waiters.add({ accept: (s) => statuses.includes(s), resolve });
+    });
+  }
+
+  onChange(listener: (to: ComputeStatus, from: ComputeStatus) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #publish(): void {
+    this.metrics.up.reset();
+    this.metrics.up.set({ build_tag: BUILD_TAG, status: displayStatus(this.#status) }, 1);
+  }
+}

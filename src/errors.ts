@@ -1,0 +1,51 @@
+// Error types that decide the exit code, and the rendering of cause chains. Errors are thrown
+// with `cause`; the chain is rendered once, at the edge (the /status `error` field, the exit
+// log line).
+
+/** A command-line usage error: exit code 2. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** A configuration error (bad file, bad spec, unusable --pgbin, control plane refused): exit 1. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** The messages of an error and its causes, outermost first. Non-Error causes are stringified. */
+export function errorChain(err: unknown): string[] {
+  const out: string[] = [];
+  const seen = new Set<unknown>();
+  let cur: unknown = err;
+  while (cur !== undefined && cur !== null && !seen.has(cur)) {
+    seen.add(cur);
+    if (cur instanceof Error) {
+      out.push(cur.message);
+      cur = cur.cause;
+    } else {
+      out.push(String(cur));
+      break;
+    }
+  }
+  return out;
+}
+
+/** One line: `outer: middle: inner` (anyhow's `{:#}`). */
+export function formatOneLine(err: unknown): string {
+  return errorChain(err).join(": ");
+}
+
+/**
+ * The multi-line form the reference puts in `/status.error` (anyhow's `{:?}`):
+ * `outer\n\nCaused by:\n    0: middle\n    1: inner`.
+ */
+export function formatChain(err: unknown): string {
+  const [head = "unknown error", ...causes] = errorChain(err);
+  if (causes.length === 0) return head;
+  return `${head}\n\nCaused by:\n${causes.map((c, i) => `    ${i}: ${c}`).join("\n")}`;
+}
+
+/** Wraps `cause` in a new error with `message` as context (anyhow's `.context()`). */
+export function withContext(message: string, cause: unknown): Error {
+  return new Error(message, { cause });
+}

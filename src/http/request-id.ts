@@ -1,0 +1,38 @@
+// Per-request bookkeeping shared by the access log, the error mapping and handlers: the request id
+// (echoed from `x-request-id` or generated, http.md §1.4), the request's logger span and its start.
+import type { Logger } from "../log.ts";
+
+export const X_REQUEST_ID = "x-request-id";
+
+export interface RequestInfo {
+  id: string;
+  /** The `request{method=… uri=… version=…}` span; handlers may log through it. */
+  log: Logger;
+  /** performance.now() at arrival, for the latency field. */
+  start: number;
+}
+
+// Keyed by the Request object so nothing leaks once the request is gone.
+const infos = new WeakMap<Request, RequestInfo>();
+
+/** The id a request carries, or a fresh UUIDv4 when it has none (the neon extension never sends one). */
+export function requestIdOf(request: Request): string {
+  return request.headers.get(X_REQUEST_ID) ?? crypto.randomUUID();
+}
+
+export function setRequestInfo(request: Request, info: RequestInfo): void {
+  infos.set(request, info);
+}
+
+/** The bookkeeping for a request seen by an app from createHttpApp; undefined otherwise. */
+export function requestInfo(request: Request): RequestInfo | undefined {
+  return infos.get(request);
+}
+
+/** The origin-form target as sent on the request line (path plus query), like `http::Uri`. */
+export function requestUri(request: Request): string {
+  const url = request.url;
+  const scheme = url.indexOf("://");
+  const slash = url.indexOf("/", scheme === -1 ? 0 : scheme + 3);
+  return slash === -1 ? "/" : url.slice(slash);
+}

@@ -38,7 +38,7 @@ export function formatMicros(micros: number): string {
 }
 
 function fieldValue(v: unknown): string {
-  if (typeof v === "string") return /[\s"=]/.test(v) || v === "" ? JSON.stringify(v) : v;
+  if (typeof v === "string") return /[\s"]/.test(v) || v === "" ? JSON.stringify(v) : v;
   if (v instanceof Error) return JSON.stringify(v.message);
   if (typeof v === "object" && v !== null) return JSON.stringify(v);
   return String(v);

@@ -79,8 +79,7 @@ export type Metrics = ReturnType<typeof createMetrics>;
 
 /** The `http` crate's Display of a status: `200 OK`, `503 Service Unavailable`. */
 export function httpStatusLabel(code: number, reason?: string): string {
-  const text = reason || STATUS_TEXT[code];
-  return text ? `${code} ${text}` : String(code);
+  return `${code} ${reason || STATUS_TEXT[code] || "<unknown status code>"}`;
 }
 
 const STATUS_TEXT: Record<number, string> = {
@@ -99,6 +98,7 @@ const STATUS_TEXT: Record<number, string> = {
   408: "Request Timeout",
   409: "Conflict",
   410: "Gone",
+  418: "I'm a teapot",
   412: "Precondition Failed",
   413: "Payload Too Large",
   415: "Unsupported Media Type",
@@ -110,3 +110,18 @@ const STATUS_TEXT: Record<number, string> = {
   503: "Service Unavailable",
   504: "Gateway Timeout",
 };
+
+/**
+ * The Prometheus text exposition as the reference's encoder writes it: families without
+ * samples (labelled families never used) are left out, and families follow each other with no
+ * blank line in between.
+ */
+export async function exposition(registry: Registry): Promise<string> {
+  let out = "";
+  for (const family of await registry.getMetricsAsJSON()) {
+    if (family.values.length === 0) continue;
+    const block = await registry.getSingleMetricAsString(family.name);
+    out += block.endsWith("\n") ? block : `${block}\n`;
+  }
+  return out;
+}

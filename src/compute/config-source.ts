@@ -1,0 +1,89 @@
+// Where the compute's configuration comes from: a ComputeConfig file (-c), the older spec file
+// (-S: a bare ComputeSpec or a ComputeConfig), or the control plane (-p).
+import { ComputeConfig, ControlPlaneConfigResponse } from "../api/config.ts";
+import { parseJson } from "../api/decode.ts";
+import { ComputeSpec } from "../api/spec.ts";
+import type { Params } from "../cli.ts";
+import { ConfigError, formatOneLine } from "../errors.ts";
+import type { Jwks } from "../http/auth.ts";
+import { log } from "../log.ts";
+import type { Metrics } from "../monitor/metrics.ts";
+import { fetchConfigFromControlPlane } from "../storage/control-plane.ts";
+
+type Spec = ComputeConfig["spec"];
+
+export interface AcquiredConfig {
+  spec: NonNullable<Spec> | null;
+  /** null when the configuration carries no JWKS (a bare spec): every authenticated route 401s. */
+  jwks: Jwks | null;
+  tls: { key_path: string; cert_path: string } | null;
+}
+
+async function readFile(path: string, flag: string): Promise<string> {
+  try {
+    return await Bun.file(path).text();
+  } catch (err) {
+    throw new ConfigError(`cannot read ${flag} file ${path}: ${formatOneLine(err)}`, {
+      cause: err,
+    });
+  }
+}
+
+function fromConfig(config: ComputeConfig): AcquiredConfig {
+  return {
+    spec: config.spec ?? null,
+    jwks: config.compute_ctl_config.jwks as Jwks,
+    tls: config.compute_ctl_config.tls ?? null,
+  };
+}
+
+function decodeFile<T>(decode: () => T, path: string, flag: string): T {
+  try {
+    return decode();
+  } catch (err) {
+    throw new ConfigError(`invalid ${flag} file ${path}: ${formatOneLine(err)}`, { cause: err });
+  }
+}
+
+export async function acquireConfig(params: Params, metrics: Metrics): Promise<AcquiredConfig> {
+  if (params.configPath) {
+    const path = params.configPath;
+    const text = await readFile(path, "--config");
+    return fromConfig(decodeFile(() => parseJson(ComputeConfig, text), path, "--config"));
+  }
+  if (params.specPath) {
+    const path = params.specPath;
+    const text = await readFile(path, "--spec-path");
+    // A ComputeConfig is recognised by its `compute_ctl_config` key; anything else is a spec.
+    let isConfig = false;
+    try {
+      const doc: unknown = JSON.parse(text);
+      isConfig = typeof doc === "object" && doc !== null && "compute_ctl_config" in doc;
+    } catch {
+      // parseJson below reports the syntax error with its position.
+    }
+    if (isConfig) {
+      return fromConfig(decodeFile(() => parseJson(ComputeConfig, text), path, "--spec-path"));
+    }
+    const spec = decodeFile(() => parseJson(ComputeSpec, text), path, "--spec-path");
+    log.warn(
+      "--spec-path gave a bare compute spec without compute_ctl_config: there is no JWKS, so every authenticated route of the external HTTP API will answer 401",
+    );
+    return { spec, jwks: null, tls: null };
+  }
+  if (params.controlPlaneUri) {
+    const response = await fetchConfigFromControlPlane({
+      baseUri: params.controlPlaneUri,
+      computeId: params.computeId,
+      token: process.env.NEON_CONTROL_PLANE_TOKEN,
+      metrics,
+      decode: (text) => parseJson(ControlPlaneConfigResponse, text),
+    });
+    return fromConfig({
+      spec: response.spec as Spec,
+      compute_ctl_config: response.computeCtlConfig as ComputeConfig["compute_ctl_config"],
+    });
+  }
+  // The CLI guarantees one of the three; this guards against a refactoring that drops it.
+  throw new ConfigError("one of --config, --control-plane-uri or --spec-path is required");
+}

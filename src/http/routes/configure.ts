@@ -1,0 +1,40 @@
+// POST /configure: a new spec for an empty compute (start it) or a running one (reconfigure).
+// Order as the reference: body shape (415/400/422/413), spec validation (400), status (412),
+// then wait until the compute is running (200) or failed (500).
+import { Elysia } from "elysia";
+import { ConfigurationRequest } from "../../api/config.ts";
+import { parseJson } from "../../api/decode.ts";
+import { parseSpec } from "../../api/parsed-spec.ts";
+import type { Lifecycle } from "../../compute/lifecycle.ts";
+import type { ComputeState } from "../../compute/state.ts";
+import { displayStatus } from "../../compute/status.ts";
+import { HttpError, jsonBody, jsonResponse } from "../app.ts";
+import { rustDebugString } from "../rust-debug.ts";
+import { statusBody } from "./status.ts";
+
+export const configureRoutes = (state: ComputeState, lifecycle: Lifecycle) =>
+  new Elysia({ name: "routes:configure" }).post(
+    "/configure",
+    async ({ request }) => {
+      const body = await jsonBody(request, (text) => parseJson(ConfigurationRequest, text));
+      let pspec: ReturnType<typeof parseSpec>;
+      try {
+        pspec = parseSpec(body.spec);
+      } catch (err) {
+        throw new HttpError(400, err instanceof Error ? err.message : String(err));
+      }
+      const result = await lifecycle.configure(pspec);
+      switch (result.kind) {
+        case "invalid-status":
+          throw new HttpError(412, `invalid compute status: ${displayStatus(result.status)}`);
+        case "failed":
+          throw new HttpError(
+            500,
+            `compute configuration failed: ${rustDebugString(result.error)}`,
+          );
+        case "running":
+          return jsonResponse(200, statusBody(state));
+      }
+    },
+    { parse: "none" },
+  );

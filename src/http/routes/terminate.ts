@@ -1,0 +1,38 @@
+// POST /terminate[?mode=fast|immediate]: stop Postgres and report the last flushed LSN.
+import { Elysia } from "elysia";
+import type { Lifecycle, TerminateMode } from "../../compute/lifecycle.ts";
+import { displayStatus } from "../../compute/status.ts";
+import { HttpError, jsonResponse, RejectionError } from "../app.ts";
+
+/**
+ * The reference's optional query: no query string at all means `fast`; a query string without
+ * `mode` is an error. Rejections are JSON here (the reference answers text/plain).
+ */
+export function terminateMode(url: string): TerminateMode {
+  const q = url.indexOf("?");
+  if (q === -1) return "fast";
+  const mode = new URLSearchParams(url.slice(q + 1)).get("mode");
+  if (mode === null) {
+    throw new RejectionError(400, "failed to deserialize query string: missing field `mode`");
+  }
+  if (mode !== "fast" && mode !== "immediate") {
+    throw new RejectionError(
+      400,
+      `failed to deserialize query string: mode: unknown variant \`${mode}\`, expected \`fast\` or \`immediate\``,
+    );
+  }
+  return mode;
+}
+
+export const terminateRoutes = (lifecycle: Lifecycle) =>
+  new Elysia({ name: "routes:terminate" }).post("/terminate", async ({ request }) => {
+    const result = await lifecycle.terminate(terminateMode(request.url));
+    switch (result.kind) {
+      case "invalid-status":
+        throw new HttpError(412, `invalid compute status: ${displayStatus(result.status)}`);
+      case "already-terminated":
+        return jsonResponse(201, { lsn: result.lsn });
+      case "terminated":
+        return jsonResponse(200, { lsn: result.lsn });
+    }
+  });

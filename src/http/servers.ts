@@ -1,0 +1,61 @@
+// The two HTTP servers: external (control plane; JWT except /metrics) and internal (the neon
+// extension and local_proxy; no auth). Both bind [::].
+import { Elysia } from "elysia";
+import type { Params } from "../cli.ts";
+import type { Lifecycle } from "../compute/lifecycle.ts";
+import type { ComputeState } from "../compute/state.ts";
+import { log } from "../log.ts";
+import type { Metrics } from "../monitor/metrics.ts";
+import { authGuard, createHttpApp, type HttpServer, listen } from "./app.ts";
+import { createAuthorizer, type Jwks } from "./auth.ts";
+import { configureRoutes } from "./routes/configure.ts";
+import { metricsJsonRoutes, prometheusRoutes } from "./routes/metrics.ts";
+import { statusRoutes } from "./routes/status.ts";
+import { terminateRoutes } from "./routes/terminate.ts";
+
+export interface ServerContext {
+  params: Params;
+  state: ComputeState;
+  metrics: Metrics;
+  lifecycle: Lifecycle;
+  /** null: the configuration had no JWKS, and every authenticated route answers 401. */
+  jwks: Jwks | null;
+  /** INSTANCE_ID is set: the external server skips JWT checks (Hadron). */
+  instanceIdBypass: boolean;
+}
+
+export async function externalApp(ctx: ServerContext) {
+  const authorize = await createAuthorizer({
+    jwks: ctx.jwks,
+    computeId: ctx.params.computeId,
+    bypass: ctx.instanceIdBypass,
+  });
+  const authenticated = new Elysia({ name: "external:authenticated" })
+    .use(authGuard(authorize))
+    .use(statusRoutes(ctx.state))
+    .use(metricsJsonRoutes(ctx.state))
+    .use(configureRoutes(ctx.state, ctx.lifecycle))
+    .use(terminateRoutes(ctx.lifecycle));
+  return createHttpApp({ name: "external", logger: log })
+    .use(prometheusRoutes(ctx.metrics))
+    .use(authenticated);
+}
+
+export function internalApp(_ctx: ServerContext) {
+  // The internal routes (/extension_server, /extensions, /grants, …) arrive with their issues.
+  return createHttpApp({ name: "internal", logger: log });
+}
+
+/** Starts the external server, then the internal one (the reference's order). */
+export async function startHttpServers(
+  ctx: ServerContext,
+): Promise<{ external: HttpServer; internal: HttpServer }> {
+  const external = await listen(await externalApp(ctx), ctx.params.externalHttpPort);
+  try {
+    const internal = await listen(internalApp(ctx), ctx.params.internalHttpPort);
+    return { external, internal };
+  } catch (err) {
+    await external.stop();
+    throw err;
+  }
+}

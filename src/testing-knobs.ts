@@ -1,0 +1,20 @@
+// Testing-only timing knobs, read from the environment once. Each shortens a reference delay so
+// the test suite fits CI; unset, every value is the reference's. Documented in README.md.
+
+function ms(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const n = Number(raw);
+  return Number.isInteger(n) && n >= 0 ? n : fallback;
+}
+
+export const knobs = {
+  /** How long compute_ctl keeps serving HTTP after a failed start before it exits (30 s). */
+  failedExitDelayMs: ms("COMPUTE_CTL_TESTING_FAILED_EXIT_DELAY_MS", 30_000),
+  /** How long it lingers after a fast /terminate (30 s). */
+  fastLingerMs: ms("COMPUTE_CTL_TESTING_FAST_LINGER_MS", 30_000),
+  /** How long it lingers after an immediate /terminate (300 ms). */
+  immediateLingerMs: ms("COMPUTE_CTL_TESTING_IMMEDIATE_LINGER_MS", 300),
+  /** How long children get after a termination signal before SIGKILL (10 s). */
+  childGraceMs: ms("COMPUTE_CTL_TESTING_CHILD_GRACE_MS", 10_000),
+};

@@ -1,0 +1,88 @@
+// The lifecycle with the real state machine, real ParsedSpec and real child tracking: the
+// start path is not implemented yet, so every start ends in `failed`.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { decode } from "../../../src/api/decode.ts";
+import { parseSpec } from "../../../src/api/parsed-spec.ts";
+import { ComputeSpec } from "../../../src/api/spec.ts";
+import { Children } from "../../../src/compute/children.ts";
+import { Lifecycle } from "../../../src/compute/lifecycle.ts";
+import { ComputeState } from "../../../src/compute/state.ts";
+import { createMetrics } from "../../../src/monitor/metrics.ts";
+import { knobs } from "../../../src/testing-knobs.ts";
+import { minimalSpec, TENANT, TIMELINE } from "../api/helpers.ts";
+
+const saved = { ...knobs };
+beforeAll(() => {
+  knobs.failedExitDelayMs = 200;
+  knobs.fastLingerMs = 150;
+  knobs.immediateLingerMs = 20;
+});
+afterAll(() => Object.assign(knobs, saved));
+
+const pspec = () => parseSpec(decode(ComputeSpec, minimalSpec()));
+
+function setup(spec: ReturnType<typeof pspec> | null = null, startMicros?: number) {
+  const state = new ComputeState(createMetrics(), startMicros);
+  const lifecycle = new Lifecycle(state, new Children(), spec);
+  return { state, lifecycle };
+}
+
+describe("an empty compute", () => {
+  test("/terminate ends it with exit 0 after the linger, and a repeat answers already-terminated", async () => {
+    const { state, lifecycle } = setup();
+    const t0 = performance.now();
+    const exit = lifecycle.run();
+    await Bun.sleep(5);
+    expect(state.status).toBe("empty");
+    expect(await lifecycle.terminate("fast")).toEqual({ kind: "terminated", lsn: null });
+    expect(state.status).toBe("terminated");
+    expect(await exit).toBe(0);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(knobs.fastLingerMs);
+    expect(await lifecycle.terminate("immediate")).toEqual({
+      kind: "already-terminated",
+      lsn: null,
+    });
+  });
+
+  test("/configure records the wait, resets start_time, and fails without a start path", async () => {
+    const start = Math.floor((performance.timeOrigin + performance.now()) * 1000) - 2_000_000;
+    const { state, lifecycle } = setup(null, start);
+    const exit = lifecycle.run();
+    const result = await lifecycle.configure(pspec());
+    expect(result).toEqual({ kind: "failed", error: "start path not implemented" });
+    expect(state.status).toBe("failed");
+    expect(state.error).toBe("start path not implemented");
+    expect(state.tenant).toBe(TENANT);
+    expect(state.timeline).toBe(TIMELINE);
+    expect(state.timings.wait_for_spec_ms).toBeGreaterThanOrEqual(2000);
+    expect(state.timings.wait_for_spec_ms).toBeLessThan(10_000);
+    expect(state.startTimeMicros).toBeGreaterThan(start + 1_900_000);
+    // While the failure window lasts, neither configure nor terminate is accepted.
+    expect(await lifecycle.configure(pspec())).toEqual({
+      kind: "invalid-status",
+      status: "failed",
+    });
+    expect(await lifecycle.terminate("fast")).toEqual({ kind: "invalid-status", status: "failed" });
+    expect(await exit).toBe(1);
+  });
+});
+
+describe("a compute given a spec at start", () => {
+  test("goes init → failed and exits 1 after the failure window", async () => {
+    const { state, lifecycle } = setup(pspec());
+    const seen: string[] = [];
+    state.onChange((to) => seen.push(to));
+    const t0 = performance.now();
+    expect(await lifecycle.run()).toBe(1);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(knobs.failedExitDelayMs - 5);
+    expect(seen).toEqual(["init", "failed"]);
+    expect(state.timings.wait_for_spec_ms).toBe(0);
+  });
+
+  test("/configure during init is refused with the current status", async () => {
+    const { lifecycle } = setup(pspec());
+    const exit = lifecycle.run();
+    expect(await lifecycle.configure(pspec())).toEqual({ kind: "invalid-status", status: "init" });
+    await exit;
+  });
+});

@@ -1,43 +1,10 @@
 #!/usr/bin/env bun
 // compute_ctl: boots a stateless Postgres compute from Neon storage and serves its HTTP API.
 // Exit codes: 2 for usage errors, 1 for configuration errors, failed starts and signals,
-// otherwise Postgres's own exit code.
-import { parseSpec } from "./api/parsed-spec.ts";
-import { type Params, parseCli } from "./cli.ts";
-import { Children } from "./compute/children.ts";
-import { acquireConfig } from "./compute/config-source.ts";
-import { Lifecycle } from "./compute/lifecycle.ts";
-import { ComputeState } from "./compute/state.ts";
-import { ConfigError, formatOneLine, UsageError } from "./errors.ts";
-import { startHttpServers } from "./http/servers.ts";
-import { configureLogging, log } from "./log.ts";
-import { createMetrics, type Metrics } from "./monitor/metrics.ts";
-import { pgMajorVersion, resolvePgTools } from "./postgres/tools.ts";
-import { knobs } from "./testing-knobs.ts";
-import { BUILD_TAG } from "./version.ts";
-
-const SIGNAL_NUMBERS = { SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 } as const;
-
-/**
- * SIGINT, SIGTERM and SIGQUIT all mean: forward termination to the children, give them a
- * bounded time, SIGKILL what remains, exit 1. (The reference exits at once and can orphan
- * Postgres.)
- */
-function installSignalHandlers(children: Children): void {
-  let handling = false;
-  for (const [name, signo] of Object.entries(SIGNAL_NUMBERS)) {
-    process.on(name, () => {
-      log.info(`received ${signo} termination signal`);
-      if (handling) return;
-      handling = true;
-      children.forwardTermination();
-      void children.drain(knobs.childGraceMs).finally(() => {
-        log.info("shutting down");
-        process.exit(1);
-      });
-    });
-  }
-}
+// otherwise Postgres's own exit code. Everything past the command line is imported lazily, so
+// --help and --version answer without loading the HTTP, schema and JWT libraries.
+import { parseCli } from "./cli.ts";
+import { ConfigError, UsageError } from "./errors.ts";
 
 async function main(argv: string[]): Promise<number> {
   let parsed: ReturnType<typeof parseCli>;
@@ -56,56 +23,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(parsed.text.endsWith("\n") ? parsed.text : `${parsed.text}\n`);
     return 0;
   }
-  const { params } = parsed;
-  configureLogging({ level: params.logLevel, format: params.logFormat });
-  log.info(`compute build_tag: ${BUILD_TAG}`);
-
-  const metrics = createMetrics();
-  const children = new Children();
-  installSignalHandlers(children);
-
-  const code = await runCompute(params, metrics, children);
-  log.info("shutting down");
-  return code;
-}
-
-async function runCompute(params: Params, metrics: Metrics, children: Children): Promise<number> {
-  try {
-    const tools = resolvePgTools(params.pgbin);
-    const pgVersion = await pgMajorVersion(tools.pgConfig);
-    log.info(`postgres version ${pgVersion}`, { pgbin: tools.postgres });
-
-    const config = await acquireConfig(params, metrics);
-    let pspec = null;
-    if (config.spec) {
-      try {
-        pspec = parseSpec(config.spec);
-      } catch (err) {
-        throw new ConfigError(`invalid compute spec: ${formatOneLine(err)}`, { cause: err });
-      }
-    }
-
-    const state = new ComputeState(metrics, Math.floor(performance.timeOrigin * 1000));
-    const lifecycle = new Lifecycle(state, children, pspec);
-    await startHttpServers({
-      params,
-      state,
-      metrics,
-      lifecycle,
-      jwks: config.jwks,
-      instanceIdBypass: process.env.INSTANCE_ID !== undefined,
-    });
-    return await lifecycle.run();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      log.error(formatOneLine(err));
-    } else {
-      log.error(`compute_ctl failed: ${formatOneLine(err)}`);
-      log.debug(err instanceof Error ? (err.stack ?? "") : String(err));
-    }
-    await children.drain(knobs.childGraceMs);
-    return 1;
-  }
+  const { run } = await import("./run.ts");
+  return run(parsed.params);
 }
 
 process.exit(await main(process.argv.slice(2)));

@@ -1,0 +1,50 @@
+// Applying the spec to the running Postgres (roles, databases, grants, extensions), called by
+// the lifecycle inside the temporary override: on a primary's start and on /configure. On start
+// the catalog migrations follow in the background, as in the reference: they never hold up
+// reaching Running, and a failure is only logged and counted.
+import type { ParsedSpec } from "../api/parsed-spec.ts";
+import { computeModeType } from "../api/spec.ts";
+import { formatOneLine } from "../errors.ts";
+import { log } from "../log.ts";
+import { localClient } from "../postgres/client.ts";
+import { applySpecSql, reconfigureConcurrency, startConcurrency } from "../spec/apply.ts";
+import { renderMigrations, runMigrations } from "../spec/migrations.ts";
+import type { ComputeEnv } from "./env.ts";
+
+export type ApplyPhase = "start" | "reconfigure";
+
+export async function applySpec(
+  env: ComputeEnv,
+  pspec: ParsedSpec,
+  phase: ApplyPhase,
+): Promise<void> {
+  const { spec } = pspec;
+  if (computeModeType(spec.mode) !== "primary") {
+    // Replicas and static computes are read-only: there is nothing to apply.
+    log.info(`not applying the spec to a ${computeModeType(spec.mode)} compute`);
+    return;
+  }
+  await applySpecSql(spec, {
+    connstr: env.params.connstr,
+    privilegedRoleName: env.params.privilegedRoleName,
+    timelineId: pspec.timelineId,
+    concurrency: phase === "start" ? startConcurrency(spec) : reconfigureConcurrency(spec),
+  });
+  if (phase === "start") void migrateInBackground(env);
+}
+
+/** Runs the migrations on their own connection; resolves when done, never rejects. */
+export async function migrateInBackground(env: ComputeEnv): Promise<void> {
+  const sql = localClient(env.params.connstr, { applicationName: "compute_ctl:migrations" });
+  try {
+    log.info("handle migrations");
+    await runMigrations(sql, {
+      migrations: renderMigrations(env.params.privilegedRoleName),
+      onFailure: (id) => env.metrics.migrationFailed.inc({ migration_id: String(id) }),
+    });
+  } catch (err) {
+    log.error(`Failed to run migrations: ${formatOneLine(err)}`);
+  } finally {
+    await sql.end({ timeout: 5 }).catch(() => {});
+  }
+}

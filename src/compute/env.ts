@@ -1,0 +1,18 @@
+// What the lifecycle needs from the outside world, assembled once in run.ts: parameters,
+// Postgres tooling, the state, the child registry and the metrics.
+import type { Params } from "../cli.ts";
+import type { Metrics } from "../monitor/metrics.ts";
+import type { PgTools } from "../postgres/tools.ts";
+import type { Children } from "./children.ts";
+import type { ComputeState } from "./state.ts";
+
+export interface ComputeEnv {
+  params: Params;
+  tools: PgTools;
+  pgVersion: number;
+  state: ComputeState;
+  children: Children;
+  metrics: Metrics;
+  /** compute_ctl_config.tls: Postgres's certificate and key, when given. */
+  tls: { key_path: string; cert_path: string } | null;
+}

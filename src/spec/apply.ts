@@ -1,0 +1,112 @@
+// Spec application end to end: connect, read the catalog, plan, execute. Also the dry run (the
+// same planner over the same catalog, printed instead of executed) and the concurrency rule.
+import type { Sql } from "postgres";
+import type { ComputeSpec } from "../api/spec.ts";
+import { log } from "../log.ts";
+import { maintenanceClient } from "../postgres/client.ts";
+import { readCatalog } from "./catalog.ts";
+import { APPLY_APPLICATION_NAME, type ExecuteReport, executePlan } from "./execute.ts";
+import { formatPlan, type Plan, planSpec } from "./plan.ts";
+
+export interface ApplySqlOptions {
+  connstr: URL;
+  privilegedRoleName: string;
+  /** ParsedSpec.timelineId: the drop-subscriptions marker's key. */
+  timelineId: string;
+  concurrency: number;
+}
+
+export interface ApplyResult extends ExecuteReport {
+  plan: Plan;
+  planMs: number;
+  executeMs: number;
+}
+
+async function plan(sql: Sql, spec: ComputeSpec, opts: ApplySqlOptions): Promise<Plan> {
+  const snapshot = await readCatalog(sql, {
+    markerTimelineId: spec.drop_subscriptions_before_start ? opts.timelineId : null,
+  });
+  return planSpec(snapshot, spec, {
+    privilegedRoleName: opts.privilegedRoleName,
+    timelineId: opts.timelineId,
+  });
+}
+
+/** Brings the catalog of the Postgres at `connstr` in line with `spec`. */
+export async function applySpecSql(spec: ComputeSpec, opts: ApplySqlOptions): Promise<ApplyResult> {
+  log.info(`Applying config with max ${opts.concurrency} concurrency`);
+  const sql = await maintenanceClient(opts.connstr, APPLY_APPLICATION_NAME);
+  try {
+    const t0 = performance.now();
+    const p = await plan(sql, spec, opts);
+    const t1 = performance.now();
+    const report = await executePlan(p, {
+      connstr: opts.connstr,
+      concurrency: opts.concurrency,
+      main: sql,
+    });
+    const t2 = performance.now();
+    log.info("applied the spec", {
+      statements: report.statements,
+      connections: report.connections,
+      plan_ms: Math.round(t1 - t0),
+      execute_ms: Math.round(t2 - t1),
+    });
+    return { ...report, plan: p, planMs: t1 - t0, executeMs: t2 - t1 };
+  } finally {
+    await sql.end({ timeout: 5 }).catch(() => {});
+  }
+}
+
+/** The dry run: what applySpecSql would run against this Postgres now, as a psql script. */
+export async function planSpecSql(
+  spec: ComputeSpec,
+  opts: Omit<ApplySqlOptions, "concurrency">,
+): Promise<{ plan: Plan; text: string }> {
+  const sql = await maintenanceClient(opts.connstr, "compute_ctl:plan");
+  try {
+    const p = await plan(sql, spec, { ...opts, concurrency: 1 });
+    const systemDb = decodeURIComponent(opts.connstr.pathname.slice(1)) || "postgres";
+    return { plan: p, text: formatPlan(p, systemDb) };
+  } finally {
+    await sql.end({ timeout: 5 }).catch(() => {});
+  }
+}
+
+/** Rust's `usize::from_str`: digits with an optional `+`, no whitespace. */
+function parseUsize(text: string): number | null {
+  return /^\+?[0-9]+$/.test(text) ? Number(text) : null;
+}
+
+/**
+ * Concurrency on the first start, from max_connections (spec.md §3.7): taken from the settings,
+ * else from the first postgresql_conf line whose key is exactly max_connections with an integer
+ * value. Clamped to at least 1 (0 would never run a task).
+ */
+export function startConcurrency(spec: ComputeSpec): number {
+  let limit: number | null = null;
+  // A setting without a value counts as absent, as in the reference's lookup.
+  const setting = spec.cluster.settings?.find((o) => o.name === "max_connections")?.value;
+  if (setting != null) {
+    limit = parseUsize(setting);
+  } else {
+    for (const line of (spec.cluster.postgresql_conf ?? "").split("\n")) {
+      const eq = line.indexOf("=");
+      if (eq < 0 || line.slice(0, eq).trim() !== "max_connections") continue;
+      limit = parseUsize(line.slice(eq + 1).trim());
+      if (limit !== null) break;
+    }
+  }
+  let n: number;
+  if (limit === null) n = 10;
+  else if (limit < 10) n = limit;
+  else if (limit < 30) n = 10;
+  else if (limit < 300) n = Math.floor(limit / 3);
+  else n = 100;
+  return Math.max(1, n);
+}
+
+/** Concurrency on /configure: the spec's reconfigure_concurrency (default 1), at least 1. */
+export function reconfigureConcurrency(spec: ComputeSpec): number {
+  return Math.max(1, spec.reconfigure_concurrency);
+}

@@ -1,0 +1,117 @@
+// The executor: runs a Plan. Every statement is its own autocommit simple-protocol query (DROP
+// DATABASE refuses to run in a transaction block), the statements of a phase are pipelined on one
+// connection, and database tasks run in parallel up to a limit. A database task connects only if
+// it has statements, which the planner guarantees by leaving empty tasks out.
+import type { Sql } from "postgres";
+import { formatOneLine } from "../errors.ts";
+import { log } from "../log.ts";
+import { localClient } from "../postgres/client.ts";
+import type { DatabaseTask, Phase, Plan } from "./plan.ts";
+
+export const APPLY_APPLICATION_NAME = "compute_ctl:apply_config";
+
+export interface ExecuteOptions {
+  connstr: URL;
+  /** Database tasks running at once (at least 1). */
+  concurrency: number;
+  /** The maintenance connection, already connected to the system database. */
+  main: Sql;
+  applicationName?: string;
+}
+
+export interface ExecuteReport {
+  statements: number;
+  /** Connections opened for database tasks (the main one not counted). */
+  connections: number;
+}
+
+/** A connection to one database with the maintenance options (names of any form work). */
+export function databaseClient(connstr: URL, database: string, applicationName: string): Sql {
+  return localClient(connstr, { applicationName, database });
+}
+
+/**
+ * Sends every statement of the phase at once and waits for all of them; the first failure (in
+ * statement order) is the phase's error. Later statements were already sent and still ran, as in
+ * the reference; each is written to be idempotent, so a retry converges.
+ */
+async function runPhase(sql: Sql, p: Phase, where: string): Promise<number> {
+  log.debug(`applying phase ${p.name}${where}`, { statements: p.statements.length });
+  const results = await Promise.allSettled(p.statements.map((s) => sql.unsafe(s.sql).simple()));
+  const failed = results.findIndex((r) => r.status === "rejected");
+  if (failed >= 0) {
+    const stmt = p.statements[failed]!;
+    const reason = (results[failed] as PromiseRejectedResult).reason;
+    throw new Error(
+      `phase ${p.name}${where} failed${stmt.comment ? ` (${stmt.comment})` : ""}: ${formatOneLine(reason)}`,
+      { cause: reason },
+    );
+  }
+  return p.statements.length;
+}
+
+/** Runs `fn` over `items` with at most `limit` at a time; all run even if some fail. */
+async function pool<T>(
+  items: T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<unknown[]> {
+  const errors: unknown[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++]!;
+      try {
+        await fn(item);
+      } catch (err) {
+        errors.push(err);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  return errors;
+}
+
+export async function executePlan(plan: Plan, opts: ExecuteOptions): Promise<ExecuteReport> {
+  const appName = opts.applicationName ?? APPLY_APPLICATION_NAME;
+  const limit = Math.max(1, Math.floor(opts.concurrency));
+  const report: ExecuteReport = { statements: 0, connections: 0 };
+  for (const w of plan.warnings) log.warn(w);
+
+  const runTask = async (task: DatabaseTask) => {
+    // The system database's task shares the main connection, idle while tasks run.
+    // `x += await …` would read x before the await and lose parallel tasks' counts.
+    const count = (n: number) => {
+      report.statements += n;
+    };
+    if (task.database === null) {
+      for (const p of task.phases) count(await runPhase(opts.main, p, ""));
+      return;
+    }
+    const where = ` in database ${task.database}`;
+    const sql = databaseClient(opts.connstr, task.database, appName);
+    report.connections++;
+    try {
+      // Pipelined ahead of the first phase: compute_ctl's own DDL is not forwarded.
+      await sql.unsafe("SET neon.forward_ddl = false").simple();
+      for (const p of task.phases) count(await runPhase(sql, p, where));
+    } finally {
+      await sql.end({ timeout: 5 }).catch(() => {});
+    }
+  };
+
+  const preDropErrors = await pool(plan.preDrop, limit, runTask);
+  for (const err of preDropErrors) {
+    // On a retry the database may already be gone; the drop itself is IF EXISTS.
+    if (formatOneLine(err).includes("does not exist")) log.warn(formatOneLine(err));
+    else throw err;
+  }
+
+  for (const p of plan.main) report.statements += await runPhase(opts.main, p, "");
+
+  const errors = await pool(plan.perDatabase, limit, runTask);
+  if (errors.length > 0) throw errors[0];
+
+  for (const p of plan.final) report.statements += await runPhase(opts.main, p, "");
+  return report;
+}

@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/ensure-tools.sh
 source scripts/ensure-tools.sh
-exec bun test "$@"
+# e2e tests start the compiled binary and Postgres and wait for them: Bun's 5 s default per test
+# is too short for those.
+exec bun test --timeout 120000 "$@"

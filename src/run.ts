@@ -10,6 +10,7 @@ import { ConfigError, formatOneLine } from "./errors.ts";
 import { startHttpServers } from "./http/servers.ts";
 import { configureLogging, log } from "./log.ts";
 import { createMetrics, type Metrics } from "./monitor/metrics.ts";
+import { raiseCoreLimit } from "./postgres/rlimit.ts";
 import { pgMajorVersion, resolvePgTools } from "./postgres/tools.ts";
 import { knobs } from "./testing-knobs.ts";
 import { BUILD_TAG } from "./version.ts";
@@ -21,14 +22,15 @@ const SIGNAL_NUMBERS = { SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 } as const;
  * bounded time, SIGKILL what remains, exit 1. (The reference exits at once and can orphan
  * Postgres.)
  */
-function installSignalHandlers(children: Children): void {
+function installSignalHandlers(children: Children, onSignal: () => void): void {
   let handling = false;
   for (const [name, signo] of Object.entries(SIGNAL_NUMBERS)) {
     process.on(name, () => {
       log.info(`received ${signo} termination signal`);
       if (handling) return;
       handling = true;
-      children.forwardTermination();
+      onSignal();
+      children.shutdown();
       void children.drain(knobs.childGraceMs).finally(() => {
         log.info("shutting down");
         process.exit(1);
@@ -40,17 +42,29 @@ function installSignalHandlers(children: Children): void {
 export async function run(params: Params): Promise<number> {
   configureLogging({ level: params.logLevel, format: params.logFormat });
   log.info(`compute build_tag: ${BUILD_TAG}`);
+  // Core dumps of Postgres are how crashes get diagnosed; a lower hard limit is only a warning
+  // here (the reference exits 1).
+  const core = raiseCoreLimit();
+  if (!core.ok) log.warn(`could not raise the core dump size limit: ${core.reason}`);
 
   const metrics = createMetrics();
   const children = new Children();
-  installSignalHandlers(children);
+  let lifecycle: Lifecycle | null = null;
+  installSignalHandlers(children, () => lifecycle?.stopBySignal());
 
-  const code = await runCompute(params, metrics, children);
+  const code = await runCompute(params, metrics, children, (l) => {
+    lifecycle = l;
+  });
   log.info("shutting down");
   return code;
 }
 
-async function runCompute(params: Params, metrics: Metrics, children: Children): Promise<number> {
+async function runCompute(
+  params: Params,
+  metrics: Metrics,
+  children: Children,
+  onLifecycle: (l: Lifecycle) => void,
+): Promise<number> {
   try {
     const tools = resolvePgTools(params.pgbin);
     const pgVersion = await pgMajorVersion(tools.pgConfig);
@@ -67,7 +81,11 @@ async function runCompute(params: Params, metrics: Metrics, children: Children):
     }
 
     const state = new ComputeState(metrics, Math.floor(performance.timeOrigin * 1000));
-    const lifecycle = new Lifecycle(state, children, pspec);
+    const lifecycle = new Lifecycle(
+      { params, tools, pgVersion, state, children, metrics, tls: config.tls },
+      pspec,
+    );
+    onLifecycle(lifecycle);
     await startHttpServers({
       params,
       state,

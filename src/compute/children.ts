@@ -21,9 +21,15 @@ interface Child {
 
 export class Children {
   #children = new Set<Child>();
+  #closed = false;
 
-  /** Tracks `proc` until it exits. */
+  /** Tracks `proc` until it exits. After `shutdown()`, a new child is killed at once. */
   add(role: ChildRole, proc: Subprocess): void {
+    if (this.#closed) {
+      // A retry loop may spawn after compute_ctl began exiting; that child has no work to do.
+      log.warn(`compute_ctl is shutting down: killing the ${role} just started`, { pid: proc.pid });
+      proc.kill("SIGKILL");
+    }
     const child = { role, proc };
     this.#children.add(child);
     void proc.exited.finally(() => this.#children.delete(child));
@@ -45,6 +51,12 @@ export class Children {
       log.info(`sending ${sig} to ${c.role}`, { pid: c.proc.pid });
       c.proc.kill(sig);
     }
+  }
+
+  /** compute_ctl is exiting: forward termination now, and refuse every child from here on. */
+  shutdown(): void {
+    this.#closed = true;
+    this.forwardTermination();
   }
 
   /** Waits up to `graceMs` for all children to exit, then SIGKILLs and reaps the rest. */

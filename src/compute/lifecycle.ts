@@ -1,12 +1,16 @@
 // The lifecycle of one compute: wait for a spec, start, serve, terminate, exit. It orchestrates
 // the other modules and owns no protocol; the HTTP routes call `configure` and `terminate`.
+import type { Subprocess } from "bun";
 import type { ParsedSpec } from "../api/parsed-spec.ts";
+import { computeModeType, staticModeLsn } from "../api/spec.ts";
 import { formatChain, formatOneLine } from "../errors.ts";
 import { log, nowMicros } from "../log.ts";
+import { findCoreDumps, logCoreDumpBacktraces } from "../postgres/process.ts";
+import { startLsnLeaseLoop, tenantShardId } from "../storage/lsn-lease.ts";
+import { syncSafekeepers } from "../storage/sync-safekeepers.ts";
 import { knobs } from "../testing-knobs.ts";
-import type { Children } from "./children.ts";
+import type { ComputeEnv } from "./env.ts";
 import { reconfigureCompute, startCompute } from "./start.ts";
-import type { ComputeState } from "./state.ts";
 import type { ComputeStatus } from "./status.ts";
 
 export type TerminateMode = "fast" | "immediate";
@@ -19,6 +23,7 @@ export type ConfigureResult =
 export type TerminateResult =
   | { kind: "terminated"; lsn: string | null }
   | { kind: "already-terminated"; lsn: string | null }
+  | { kind: "failed"; error: string }
   | { kind: "invalid-status"; status: ComputeStatus };
 
 const TERMINATION_PENDING: readonly ComputeStatus[] = [
@@ -30,10 +35,12 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class Lifecycle {
   #pspec: ParsedSpec | null;
+  #postgres: Subprocess | null = null;
+  /** compute_ctl itself got SIGINT/SIGTERM/SIGQUIT: the signal handler owns the exit. */
+  #signalled = false;
 
   constructor(
-    private readonly state: ComputeState,
-    private readonly children: Children,
+    private readonly env: ComputeEnv,
     initialSpec: ParsedSpec | null,
   ) {
     this.#pspec = initialSpec;
@@ -44,15 +51,25 @@ export class Lifecycle {
     return this.#pspec;
   }
 
+  /**
+   * compute_ctl is exiting on a signal: Postgres's exit is then expected, and there is no
+   * shutdown sync (as in the reference, which exits at once on a signal).
+   */
+  stopBySignal(): void {
+    this.#signalled = true;
+  }
+
   /** Runs the compute to its end and returns the process exit code. */
   async run(): Promise<number> {
-    const { state } = this;
+    const { state } = this.env;
     if (!this.#pspec) {
       log.info("no compute spec provided, waiting for one via /configure");
       const woke = await state.waitFor(["configuration_pending", ...TERMINATION_PENDING]);
       if (TERMINATION_PENDING.includes(woke)) {
         // Nothing runs yet, so there is nothing to stop: terminate at once. (The reference hangs.)
-        return this.#finishTermination(woke, 0);
+        state.set("terminated");
+        await sleep(this.#linger(woke));
+        return 0;
       }
       const now = nowMicros();
       state.timings.wait_for_spec_ms = Math.max(
@@ -64,26 +81,63 @@ export class Lifecycle {
     const pspec = this.#pspec;
     if (!pspec) throw new Error("internal error: woke up for configuration without a spec");
 
+    const lease = this.#startLease(pspec);
+    let startFailed = false;
     try {
       state.set("init");
-      await startCompute(pspec);
+      await startCompute(this.env, pspec, (pg) => {
+        this.#postgres = pg;
+      });
       state.set("running");
     } catch (err) {
+      startFailed = true;
       log.error(`could not start the compute node: ${formatOneLine(err)}`);
       state.fail(formatChain(err));
-      await this.children.drain(knobs.childGraceMs);
-      // Keep serving /status for a while so the control plane can read the error, then exit 1
-      // (the reference exits with Postgres's code, often 0, when Postgres had started).
-      await sleep(knobs.failedExitDelayMs);
-      return 1;
+      // A Postgres that started but could not be configured is stopped at once.
+      if (this.#postgres && this.#postgres.exitCode === null) this.#postgres.kill("SIGQUIT");
     }
-    // Waiting for Postgres to exit and the shutdown sync belong to the start path.
-    throw new Error("internal error: compute reached running without a start path");
+
+    let exitCode = 1;
+    const pg = this.#postgres;
+    if (pg) {
+      await pg.exited;
+      if (this.#signalled) {
+        lease?.stop();
+        return 1;
+      }
+      const code = pg.signalCode ? null : pg.exitCode;
+      log.info(`Postgres exited with code ${code ?? "None"}, shutting down`);
+      exitCode = code ?? 1;
+      if (!startFailed && !TERMINATION_PENDING.includes(state.status)) {
+        // Nobody asked for this: say so before the shutdown sync (the reference stays `running`).
+        const why = `postgres exited unexpectedly with code ${code ?? `signal ${pg.signalCode}`}`;
+        log.error(why);
+        state.fail(why);
+      }
+    }
+    lease?.stop();
+    // Nothing compute_ctl started may outlive it (a sync-safekeepers still running, say).
+    await this.env.children.drain(knobs.childGraceMs);
+
+    const cleanupOk = await this.#cleanupAfterPostgres(pspec);
+    if (TERMINATION_PENDING.includes(state.status)) {
+      const pending = state.status;
+      state.set("terminated");
+      await sleep(this.#linger(pending));
+    } else if (startFailed) {
+      // Keep serving /status so the control plane can read the error, then exit 1 — also when
+      // Postgres had started (the reference then exits with Postgres's code, often 0).
+      await sleep(knobs.failedExitDelayMs);
+    } else {
+      await sleep(knobs.immediateLingerMs);
+    }
+    if (startFailed || !cleanupOk) return 1;
+    return exitCode;
   }
 
   /** POST /configure: accept a new spec in `empty` or `running`, then wait for the outcome. */
   async configure(pspec: ParsedSpec): Promise<ConfigureResult> {
-    const { state } = this;
+    const { state } = this.env;
     const from = state.status;
     if (from !== "empty" && from !== "running") return { kind: "invalid-status", status: from };
     this.#pspec = pspec;
@@ -97,7 +151,7 @@ export class Lifecycle {
 
   /** POST /terminate: ask the compute to stop and wait until it has. */
   async terminate(mode: TerminateMode): Promise<TerminateResult> {
-    const { state } = this;
+    const { state, children } = this.env;
     if (state.status === "terminated") {
       return { kind: "already-terminated", lsn: state.terminateFlushLsn };
     }
@@ -105,16 +159,19 @@ export class Lifecycle {
       return { kind: "invalid-status", status: state.status };
     }
     state.set(mode === "fast" ? "termination_pending_fast" : "termination_pending_immediate");
-    this.children.forwardTermination();
-    await state.waitFor(["terminated"]);
+    // Both modes send Postgres SIGINT (a fast shutdown with a checkpoint); they differ only in
+    // how long compute_ctl lingers afterwards.
+    children.forwardTermination();
+    const outcome = await state.waitFor(["terminated", "failed"]);
+    if (outcome === "failed") return { kind: "failed", error: state.error ?? "unknown error" };
     return { kind: "terminated", lsn: state.terminateFlushLsn };
   }
 
   async #reconfigure(pspec: ParsedSpec): Promise<void> {
-    const { state } = this;
+    const { state } = this.env;
     state.set("configuration");
     try {
-      await reconfigureCompute(pspec);
+      await reconfigureCompute(this.env, pspec);
       state.set("running");
     } catch (err) {
       log.error(`could not configure the compute: ${formatOneLine(err)}`);
@@ -122,16 +179,69 @@ export class Lifecycle {
     }
   }
 
-  async #finishTermination(pending: ComputeStatus, code: number): Promise<number> {
-    this.state.set("terminated");
-    await sleep(
-      pending === "termination_pending_fast" ? knobs.fastLingerMs : knobs.immediateLingerMs,
-    );
-    return code;
+  /**
+   * After Postgres has exited (or never started): a Primary syncs the safekeepers once, so the
+   * last flushed LSN is known; then core dumps are reported. Returns false when the sync failed.
+   */
+  async #cleanupAfterPostgres(pspec: ParsedSpec): Promise<boolean> {
+    const { state, params, tools, children } = this.env;
+    let ok = true;
+    if (computeModeType(pspec.spec.mode) === "primary") {
+      log.info("syncing safekeepers on shutdown");
+      try {
+        state.terminateFlushLsn = await syncSafekeepers({
+          pgbin: tools.postgres,
+          pgdata: params.pgdata,
+          token: pspec.storageAuthToken,
+          children,
+        });
+        log.info(`synced safekeepers at lsn ${state.terminateFlushLsn}`);
+      } catch (err) {
+        ok = false;
+        log.error(`failed to sync safekeepers on shutdown: ${formatOneLine(err)}`);
+        if (TERMINATION_PENDING.includes(state.status)) {
+          state.fail(
+            formatChain(new Error("failed to sync safekeepers on shutdown", { cause: err })),
+          );
+        }
+      }
+    }
+    try {
+      const cores = await findCoreDumps(params.pgdata);
+      if (cores.length > 0) await logCoreDumpBacktraces(tools.postgres, cores);
+    } catch (err) {
+      log.warn(`could not look for core dumps: ${formatOneLine(err)}`);
+    }
+    return ok;
+  }
+
+  /** A Static compute keeps its LSN leased on every pageserver of every shard. */
+  #startLease(pspec: ParsedSpec) {
+    const lsn = staticModeLsn(pspec.spec.mode);
+    if (lsn === null) return null;
+    const { shardCount, shards } = pspec.pageserverConnInfo;
+    const pageservers = Object.entries(shards).map(([key, shard]) => ({
+      tenantShardId: tenantShardId(
+        pspec.tenantId,
+        Number.parseInt(key.slice(0, 2), 16),
+        shardCount,
+      ),
+      urls: shard.pageservers.map((p) => p.libpqUrl).filter((u): u is string => u !== null),
+    }));
+    return startLsnLeaseLoop({
+      pageservers,
+      timelineId: pspec.timelineId,
+      lsn,
+      token: pspec.storageAuthToken,
+    });
+  }
+
+  #linger(pending: ComputeStatus): number {
+    return pending === "termination_pending_fast" ? knobs.fastLingerMs : knobs.immediateLingerMs;
   }
 
   #recordSpec(pspec: ParsedSpec): void {
-    this.state.tenant = pspec.tenantId;
-    this.state.timeline = pspec.timelineId;
+    this.env.state.tenant = pspec.tenantId;
+    this.env.state.timeline = pspec.timelineId;
   }
 }

@@ -1,12 +1,118 @@
-// The start path: PGDATA, safekeepers, basebackup, Postgres, configuration. It belongs to the
-// start-path issue; until then it refuses, so nothing can report `running` without a Postgres.
+// The start path: PGDATA, Postgres, and the primary's configuration. Reconfiguring a running
+// compute rewrites the configuration and reloads it.
+import { join } from "node:path";
+import type { Subprocess } from "bun";
 import type { ParsedSpec } from "../api/parsed-spec.ts";
+import { computeModeType } from "../api/spec.ts";
+import { formatOneLine } from "../errors.ts";
+import { log } from "../log.ts";
+import { localClient } from "../postgres/client.ts";
+import { lineInFile, withTmpOverride } from "../postgres/files.ts";
+import { pgCtlReload, spawnPostgres, waitForPostgres } from "../postgres/process.ts";
+import { applySpec } from "./apply.ts";
+import type { ComputeEnv } from "./env.ts";
+import { preparePgdata, writeConf } from "./prepare-pgdata.ts";
 
-export async function startCompute(_pspec: ParsedSpec): Promise<void> {
-  throw new Error("start path not implemented");
+const elapsedMs = (t0: number) => Math.round(performance.now() - t0);
+
+/** Lifts the cluster size limit while compute_ctl itself creates roles and extensions. */
+const CATALOG_UPDATE_OVERRIDE = "neon.max_cluster_size=-1";
+
+function describe(pspec: ParsedSpec): string {
+  const s = pspec.spec;
+  return [
+    `starting compute for project ${s.project_id ?? "None"}`,
+    `operation ${s.operation_uuid ?? "None"}`,
+    `tenant ${pspec.tenantId}`,
+    `timeline ${pspec.timelineId}`,
+    `branch ${s.branch_id ?? "None"}`,
+    `endpoint ${s.endpoint_id ?? "None"}`,
+    `features ${JSON.stringify(s.features)}`,
+  ].join(", ");
 }
 
-/** Reconfiguring a running compute belongs to the spec issue; it refuses until then. */
-export async function reconfigureCompute(_pspec: ParsedSpec): Promise<void> {
-  throw new Error("reconfigure not implemented");
+/**
+ * Starts the compute. `onPostgres` receives the postmaster as soon as it is spawned, so the
+ * caller can stop it if a later step fails. Resolves once Postgres is ready and configured.
+ */
+export async function startCompute(
+  env: ComputeEnv,
+  pspec: ParsedSpec,
+  onPostgres: (proc: Subprocess) => void,
+): Promise<Subprocess> {
+  const { params, tools, state } = env;
+  const { timings } = state;
+  log.info(describe(pspec));
+
+  await preparePgdata(env, pspec);
+
+  const t0 = performance.now();
+  const pg = spawnPostgres({
+    pgbin: tools.postgres,
+    pgdata: params.pgdata,
+    token: pspec.storageAuthToken,
+    children: env.children,
+  });
+  onPostgres(pg);
+  await waitForPostgres({ proc: pg, pgdata: params.pgdata });
+  timings.start_postgres_ms = elapsedMs(t0);
+
+  const t1 = performance.now();
+  if (computeModeType(pspec.spec.mode) === "primary") await configureAsPrimary(env, pspec);
+  timings.config_ms = elapsedMs(t1);
+  timings.total_startup_ms = Math.max(
+    0,
+    Math.round(
+      (Math.floor((performance.timeOrigin + performance.now()) * 1000) - state.startTimeMicros) /
+        1000,
+    ),
+  );
+  log.info("compute start finished", { metrics: JSON.stringify(timings), postmaster_pid: pg.pid });
+  return pg;
+}
+
+async function configureAsPrimary(env: ComputeEnv, pspec: ParsedSpec): Promise<void> {
+  const { pgdata } = env.params;
+  if (!pspec.spec.skip_pg_catalog_updates) {
+    await withTmpOverride(pgdata, CATALOG_UPDATE_OVERRIDE, async () => {
+      await pgCtlReload(env.tools.pgCtl, pgdata);
+      await applySpec(env, pspec, "start");
+    });
+    // Subscriptions were disabled for the start (drop_subscriptions_before_start); once the spec
+    // is applied they may run again. A no-op line when the flag was false.
+    await lineInFile(
+      join(pgdata, "postgresql.conf"),
+      "neon.disable_logical_replication_subscribers=false",
+    );
+    await pgCtlReload(env.tools.pgCtl, pgdata);
+  }
+  void postApply(env);
+}
+
+/** Upgrades the neon extension in the background; failures are only logged (as the reference). */
+async function postApply(env: ComputeEnv): Promise<void> {
+  const sql = localClient(env.params.connstr, { applicationName: "compute_ctl:post_apply_config" });
+  try {
+    await sql.unsafe("ALTER EXTENSION neon UPDATE").simple();
+  } catch (err) {
+    log.warn(`could not update the neon extension: ${formatOneLine(err)}`);
+  } finally {
+    await sql.end({ timeout: 1 }).catch(() => {});
+  }
+}
+
+/** /configure on a running compute: new postgresql.conf, reload, and the catalog updates. */
+export async function reconfigureCompute(env: ComputeEnv, pspec: ParsedSpec): Promise<void> {
+  const { pgdata } = env.params;
+  await writeConf(env, pspec);
+  await pgCtlReload(env.tools.pgCtl, pgdata);
+  if (!pspec.spec.skip_pg_catalog_updates) {
+    await withTmpOverride(pgdata, CATALOG_UPDATE_OVERRIDE, async () => {
+      await pgCtlReload(env.tools.pgCtl, pgdata);
+      if (computeModeType(pspec.spec.mode) === "primary") {
+        await applySpec(env, pspec, "reconfigure");
+      }
+    });
+    await pgCtlReload(env.tools.pgCtl, pgdata);
+  }
 }

@@ -152,10 +152,17 @@ describe("configuration errors exit 1", () => {
 
 describe("-S/--spec-path", () => {
   test("a bare spec starts without JWKS: authenticated routes answer 401, with a warning", async () => {
-    const spec = await file("bare.json", minimalSpec());
+    const bare = minimalSpec({
+      mode: "Replica",
+      pageserver_connstring: "postgres://no_user@127.0.0.1:9",
+    });
+    const spec = await file("bare.json", bare);
     const c = await startCompute({
       args: ["-S", spec],
-      env: { COMPUTE_CTL_TESTING_FAILED_EXIT_DELAY_MS: "1500" },
+      env: {
+        COMPUTE_CTL_TESTING_FAILED_EXIT_DELAY_MS: "1500",
+        NEON_COMPUTE_TESTING_BASEBACKUP_RETRIES: "0",
+      },
     });
     const key = await ed25519Key();
     expect((await c.get("/status", await key.sign({ compute_id: c.computeId }))).status).toBe(401);
@@ -163,9 +170,11 @@ describe("-S/--spec-path", () => {
     expect(c.stderr.text).toContain(
       "WARN --spec-path gave a bare compute spec without compute_ctl_config",
     );
-    // The spec was taken: the start fails (no start path yet) and the process exits 1.
+    // The spec was taken: the start fails (no pageserver) and the process exits 1.
     expect(await c.exited).toBe(1);
-    expect(c.stderr.text).toContain("could not start the compute node: start path not implemented");
+    expect(c.stderr.text).toContain(
+      "could not start the compute node: failed to get basebackup@0/0",
+    );
   });
 
   test("a ComputeConfig given with -S keeps its JWKS", async () => {

@@ -13,6 +13,7 @@ export const CONNSTR = "postgresql://cloud_admin@127.0.0.1:55432/postgres";
 
 /** Knobs that shorten the reference's delays so a test can watch an exit. */
 export const FAST_EXIT_ENV = {
+  NEON_COMPUTE_TESTING_BASEBACKUP_RETRIES: "0",
   COMPUTE_CTL_TESTING_FAILED_EXIT_DELAY_MS: "500",
   COMPUTE_CTL_TESTING_FAST_LINGER_MS: "500",
   COMPUTE_CTL_TESTING_IMMEDIATE_LINGER_MS: "300",
@@ -25,6 +26,11 @@ export interface StartOptions {
   args?: string[];
   env?: Record<string, string | undefined>;
   computeId?: string;
+  /** --connstr (default CONNSTR) and --pgbin (default the real Postgres 15). */
+  connstr?: string;
+  pgbin?: string;
+  /** -D (default <dir>/pgdata). */
+  pgdata?: string;
   /** Wait until the external server answers (default true). */
   waitReady?: boolean;
 }
@@ -65,11 +71,11 @@ export async function startCompute(opts: StartOptions = {}): Promise<RunningComp
   const internalPort = await freePort();
   const args = [
     "-D",
-    join(dir, "pgdata"),
+    opts.pgdata ?? join(dir, "pgdata"),
     "-C",
-    CONNSTR,
+    opts.connstr ?? CONNSTR,
     "-b",
-    PGBIN,
+    opts.pgbin ?? PGBIN,
     "--compute-id",
     computeId,
     "--external-http-port",

@@ -30,6 +30,8 @@ export const terminateRoutes = (lifecycle: Lifecycle) =>
     switch (result.kind) {
       case "invalid-status":
         throw new HttpError(412, `invalid compute status: ${displayStatus(result.status)}`);
+      case "failed":
+        throw new HttpError(500, result.error);
       case "already-terminated":
         return jsonResponse(201, { lsn: result.lsn });
       case "terminated":

@@ -1,13 +1,16 @@
-// The lifecycle with the real state machine, real ParsedSpec and real child tracking: the
-// start path is not implemented yet, so every start ends in `failed`.
+// The lifecycle with the real state machine, real ParsedSpec and real child tracking. Starts
+// here fail at their first step (PGDATA's parent does not exist), a real failure path; full
+// starts are covered by the e2e tests against the compiled binary.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { decode } from "../../../src/api/decode.ts";
 import { parseSpec } from "../../../src/api/parsed-spec.ts";
 import { ComputeSpec } from "../../../src/api/spec.ts";
+import { parseCli } from "../../../src/cli.ts";
 import { Children } from "../../../src/compute/children.ts";
 import { Lifecycle } from "../../../src/compute/lifecycle.ts";
 import { ComputeState } from "../../../src/compute/state.ts";
 import { createMetrics } from "../../../src/monitor/metrics.ts";
+import { resolvePgTools } from "../../../src/postgres/tools.ts";
 import { knobs } from "../../../src/testing-knobs.ts";
 import { minimalSpec, TENANT, TIMELINE } from "../api/helpers.ts";
 
@@ -19,12 +22,38 @@ beforeAll(() => {
 });
 afterAll(() => Object.assign(knobs, saved));
 
-const pspec = () => parseSpec(decode(ComputeSpec, minimalSpec()));
+const pspec = (overrides: Record<string, unknown> = {}) =>
+  parseSpec(decode(ComputeSpec, { ...minimalSpec(), ...overrides }));
 
 function setup(spec: ReturnType<typeof pspec> | null = null, startMicros?: number) {
-  const state = new ComputeState(createMetrics(), startMicros);
-  const lifecycle = new Lifecycle(state, new Children(), spec);
-  return { state, lifecycle };
+  const parsed = parseCli(
+    [
+      "-D",
+      "/nonexistent-parent/pgdata",
+      "-C",
+      "postgresql://cloud_admin@127.0.0.1:1/postgres",
+      "-c",
+      "/unused.json",
+      "--compute-id",
+      "c1",
+      "-b",
+      "/usr/lib/postgresql/15/bin/postgres",
+    ],
+    {},
+  );
+  if (parsed.kind !== "run") throw new Error("expected run parameters");
+  const metrics = createMetrics();
+  const state = new ComputeState(metrics, startMicros);
+  const env = {
+    params: parsed.params,
+    tools: resolvePgTools(parsed.params.pgbin),
+    pgVersion: 15,
+    state,
+    children: new Children(),
+    metrics,
+    tls: null,
+  };
+  return { state, lifecycle: new Lifecycle(env, spec) };
 }
 
 describe("an empty compute", () => {
@@ -44,14 +73,15 @@ describe("an empty compute", () => {
     });
   });
 
-  test("/configure records the wait, resets start_time, and fails without a start path", async () => {
+  test("/configure records the wait, resets start_time, and reports a failed start", async () => {
     const start = Math.floor((performance.timeOrigin + performance.now()) * 1000) - 2_000_000;
     const { state, lifecycle } = setup(null, start);
     const exit = lifecycle.run();
-    const result = await lifecycle.configure(pspec());
-    expect(result).toEqual({ kind: "failed", error: "start path not implemented" });
+    const result = await lifecycle.configure(pspec({ mode: "Replica" }));
+    expect(result.kind).toBe("failed");
     expect(state.status).toBe("failed");
-    expect(state.error).toBe("start path not implemented");
+    expect(state.error).toStartWith("cannot create data directory /nonexistent-parent/pgdata");
+    expect(state.error).toContain("Caused by:");
     expect(state.tenant).toBe(TENANT);
     expect(state.timeline).toBe(TIMELINE);
     expect(state.timings.wait_for_spec_ms).toBeGreaterThanOrEqual(2000);
@@ -69,7 +99,7 @@ describe("an empty compute", () => {
 
 describe("a compute given a spec at start", () => {
   test("goes init → failed and exits 1 after the failure window", async () => {
-    const { state, lifecycle } = setup(pspec());
+    const { state, lifecycle } = setup(pspec({ mode: "Replica" }));
     const seen: string[] = [];
     state.onChange((to) => seen.push(to));
     const t0 = performance.now();
@@ -77,12 +107,5 @@ describe("a compute given a spec at start", () => {
     expect(performance.now() - t0).toBeGreaterThanOrEqual(knobs.failedExitDelayMs - 5);
     expect(seen).toEqual(["init", "failed"]);
     expect(state.timings.wait_for_spec_ms).toBe(0);
-  });
-
-  test("/configure during init is refused with the current status", async () => {
-    const { lifecycle } = setup(pspec());
-    const exit = lifecycle.run();
-    expect(await lifecycle.configure(pspec())).toEqual({ kind: "invalid-status", status: "init" });
-    await exit;
   });
 });

@@ -1,0 +1,175 @@
+// Preparing PGDATA for a start: wipe and recreate it, write postgresql.conf (before the
+// safekeeper sync, which reads it), pick the LSN for the mode, fetch the basebackup into it,
+// and apply the fix-ups Postgres and the neon extension expect.
+import { chmod, copyFile, mkdir, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { ParsedSpec } from "../api/parsed-spec.ts";
+import { computeModeType, staticModeLsn } from "../api/spec.ts";
+import { log } from "../log.ts";
+import { readOvercommitMemory, tlsEnabled, writePostgresConf } from "../postgres/conf.ts";
+import { lineInFile, PG_HBA_MD5_LINE } from "../postgres/files.ts";
+import { basebackupCommand, getBasebackup, libpqBasebackupSource } from "../storage/basebackup.ts";
+import { checkSafekeepersSynced } from "../storage/safekeepers.ts";
+import { syncSafekeepersWithRetries } from "../storage/sync-safekeepers.ts";
+import type { ComputeEnv } from "./env.ts";
+
+const elapsedMs = (t0: number) => Math.round(performance.now() - t0);
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** `rm -rf` then a NON-recursive mkdir (the parent must exist) and mode 0700. */
+export async function createPgdata(pgdata: string): Promise<void> {
+  await rm(pgdata, { recursive: true, force: true }).catch(() => {});
+  try {
+    await mkdir(pgdata);
+  } catch (err) {
+    throw new Error(`cannot create data directory ${pgdata}`, { cause: err });
+  }
+  await chmod(pgdata, 0o700);
+}
+
+export function confInputs(env: ComputeEnv, pspec: ParsedSpec) {
+  return {
+    pspec,
+    privilegedRoleName: env.params.privilegedRoleName,
+    internalHttpPort: env.params.internalHttpPort,
+    tls: env.tls,
+  };
+}
+
+export async function writeConf(env: ComputeEnv, pspec: ParsedSpec): Promise<void> {
+  const inputs = { ...confInputs(env, pspec), overcommitMemory: await readOvercommitMemory() };
+  await writePostgresConf(env.params.pgdata, inputs);
+  if (env.tls && tlsEnabled(inputs)) await copyTlsFiles(env.params.pgdata, env.tls);
+}
+
+/**
+ * With `ssl = on` Postgres needs the certificate and key in PGDATA, the key private to its
+ * owner. (The reference also checks that the key matches an ECDSA P-256 certificate and retries
+ * forever otherwise; here an unreadable file fails the start and Postgres validates the pair.)
+ */
+async function copyTlsFiles(pgdata: string, tls: { key_path: string; cert_path: string }) {
+  for (const [from, to] of [
+    [tls.key_path, "server.key"],
+    [tls.cert_path, "server.crt"],
+  ] as const) {
+    const dest = join(pgdata, to);
+    try {
+      await copyFile(from, dest);
+      await chmod(dest, 0o600);
+    } catch (err) {
+      throw new Error(`cannot copy ${from} to ${dest}`, { cause: err });
+    }
+  }
+}
+
+/**
+ * The LSN to start from: a Primary asks the safekeepers (the fast path when a quorum already
+ * agrees, else `--sync-safekeepers`); a Static compute has its own; a Replica takes the latest.
+ */
+export async function selectLsn(env: ComputeEnv, pspec: ParsedSpec): Promise<string> {
+  const mode = pspec.spec.mode;
+  const staticLsn = staticModeLsn(mode);
+  if (staticLsn !== null) return staticLsn;
+  if (computeModeType(mode) === "replica") return "0/0";
+
+  const { timings } = env.state;
+  const t0 = performance.now();
+  let synced: string | null = null;
+  try {
+    synced = await checkSafekeepersSynced({
+      safekeepers: pspec.safekeeperConnstrings,
+      tenantId: pspec.tenantId,
+      timelineId: pspec.timelineId,
+      token: pspec.storageAuthToken,
+    });
+  } catch (err) {
+    log.warn(`checking whether the safekeepers are synced failed: ${String(err)}`);
+  }
+  timings.sync_sk_check_ms = elapsedMs(t0);
+  if (synced !== null) {
+    log.info(`safekeepers are already synced at LSN ${synced}, skipping --sync-safekeepers`);
+    return synced;
+  }
+  const { lsn, ms } = await syncSafekeepersWithRetries({
+    pgbin: env.tools.postgres,
+    pgdata: env.params.pgdata,
+    token: pspec.storageAuthToken,
+    children: env.children,
+  });
+  timings.sync_safekeepers_ms = Math.round(ms);
+  log.info(`safekeepers synced at LSN ${lsn}`);
+  return lsn;
+}
+
+/** The shard whose pageserver serves the basebackup: shard 0 (key `00CC`). */
+export function shardZeroUrl(pspec: ParsedSpec): string {
+  const info = pspec.pageserverConnInfo;
+  if (info.preferProtocol !== "libpq") {
+    throw new Error("the gRPC basebackup protocol is not supported; use libpq");
+  }
+  const key = `00${info.shardCount.toString(16).padStart(2, "0")}`;
+  const shard = info.shards[key];
+  const url = shard?.pageservers[0]?.libpqUrl;
+  if (!url) throw new Error(`no libpq pageserver for shard ${key}`);
+  return url;
+}
+
+export async function fetchBasebackup(env: ComputeEnv, pspec: ParsedSpec, lsn: string) {
+  const mode = computeModeType(pspec.spec.mode);
+  const result = await getBasebackup({
+    source: libpqBasebackupSource({
+      connstring: shardZeroUrl(pspec),
+      token: pspec.storageAuthToken,
+      mode,
+      command: basebackupCommand({
+        tenantId: pspec.tenantId,
+        timelineId: pspec.timelineId,
+        lsn,
+        mode,
+      }),
+    }),
+    pgdata: env.params.pgdata,
+    lsn,
+  });
+  const { timings } = env.state;
+  timings.basebackup_ms = Math.round(result.basebackupMs);
+  timings.basebackup_bytes = result.basebackupBytes;
+  timings.pageserver_connect_micros = Math.round(result.pageserverConnectMicros);
+}
+
+/** What the reference changes in PGDATA after unpacking the basebackup, in its order. */
+export async function fixupPgdata(pgdata: string, pspec: ParsedSpec): Promise<void> {
+  const neonSignal = join(pgdata, "neon.signal");
+  const zenithSignal = join(pgdata, "zenith.signal");
+  if (!(await exists(neonSignal)) && (await exists(zenithSignal))) {
+    await copyFile(zenithSignal, neonSignal);
+  }
+  await lineInFile(join(pgdata, "pg_hba.conf"), PG_HBA_MD5_LINE);
+  // Dynamic shared memory lives in /dev/shm; the basebackup must carry the directory.
+  const dynshmem = join(pgdata, "pg_dynshmem");
+  try {
+    await rm(dynshmem, { recursive: true });
+  } catch (err) {
+    throw new Error(`cannot remove ${dynshmem}: the basebackup has no pg_dynshmem`, { cause: err });
+  }
+  await symlink("/dev/shm/", dynshmem);
+  if (computeModeType(pspec.spec.mode) !== "primary") {
+    const standby = join(pgdata, "standby.signal");
+    if (!(await exists(standby))) await writeFile(standby, "");
+  }
+}
+
+export async function preparePgdata(env: ComputeEnv, pspec: ParsedSpec): Promise<void> {
+  const { pgdata } = env.params;
+  await createPgdata(pgdata);
+  await writeConf(env, pspec);
+  const lsn = await selectLsn(env, pspec);
+  await fetchBasebackup(env, pspec, lsn);
+  await fixupPgdata(pgdata, pspec);
+}

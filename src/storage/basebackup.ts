@@ -1,0 +1,155 @@
+// The basebackup: one CopyOut of a gzip tar from shard 0's pageserver, unpacked into PGDATA,
+// with the reference's retry loop around it (startup.md §2.6).
+//
+// Testing knob: NEON_COMPUTE_TESTING_BASEBACKUP_RETRIES=<n> replaces the 10 retries (the
+// reference honours it only in its `testing` builds; here it is always read).
+import { formatOneLine, withContext } from "../errors.ts";
+import { log } from "../log.ts";
+import { type ConnectOptions, PqConnection, parseConnstring } from "./pq.ts";
+import { extractTarGz } from "./untar.ts";
+
+export type ComputeModeName = "primary" | "replica" | "static";
+
+/** One attempt's connection: the CopyOut payload and how to let go of the connection. */
+export interface BasebackupSource {
+  connect(): Promise<{
+    connectMicros: number;
+    stream: AsyncIterable<Uint8Array>;
+    close(): Promise<void>;
+  }>;
+}
+
+const DEFAULT_RETRIES = 10;
+const RETRIES_ENV = "NEON_COMPUTE_TESTING_BASEBACKUP_RETRIES";
+
+/** The retry count: 10, or NEON_COMPUTE_TESTING_BASEBACKUP_RETRIES when set (a u16). */
+export function defaultBasebackupRetries(env: Record<string, string | undefined> = process.env) {
+  const raw = env[RETRIES_ENV];
+  if (raw === undefined) return DEFAULT_RETRIES;
+  // The reference unwraps a u16 parse; a bad value is a configuration error, not a default.
+  if (!/^\d+$/.test(raw) || Number(raw) > 0xffff) {
+    throw new Error(
+      `${RETRIES_ENV} must be an integer from 0 to 65535, got ${JSON.stringify(raw)}`,
+    );
+  }
+  return Number(raw);
+}
+
+/** `basebackup <tenant> <timeline>[ <lsn>] --gzip[ --replica]`; an LSN of 0 means "latest". */
+export function basebackupCommand(opts: {
+  tenantId: string;
+  timelineId: string;
+  lsn: string;
+  mode: ComputeModeName;
+}): string {
+  let cmd = `basebackup ${opts.tenantId} ${opts.timelineId}`;
+  if (!isZeroLsn(opts.lsn)) cmd += ` ${opts.lsn}`;
+  cmd += " --gzip";
+  if (opts.mode !== "primary") cmd += " --replica";
+  return cmd;
+}
+
+function isZeroLsn(lsn: string): boolean {
+  return /^\s*0+\/0+\s*$/.test(lsn);
+}
+
+type Connector = (opts: ConnectOptions) => Promise<{
+  connectMicros: number;
+  copyOut(sql: string): AsyncIterable<Uint8Array>;
+  close(): Promise<void>;
+}>;
+
+/**
+ * The libpq path: connect to shard 0 with the storage token as the password (overriding one in
+ * the connstring), application_name `compute_ctl` and `-c neon.compute_mode=<mode>` as the
+ * options (replacing the connstring's), then CopyOut of `command`. No TLS, as the reference.
+ */
+export function libpqBasebackupSource(
+  opts: { connstring: string; token: string | null; mode: ComputeModeName; command: string },
+  connect: Connector = (o) => PqConnection.connect(o),
+): BasebackupSource {
+  return {
+    async connect() {
+      const p = parseConnstring(opts.connstring);
+      if (opts.token !== null) log.info("Got storage auth token from spec file");
+      else log.info("Storage auth token not set");
+      const conn = await connect({
+        host: p.host,
+        port: p.port,
+        user: p.user,
+        database: p.database,
+        password: opts.token ?? p.password,
+        options: `-c neon.compute_mode=${opts.mode}`,
+        applicationName: "compute_ctl",
+      });
+      return {
+        connectMicros: conn.connectMicros,
+        stream: conn.copyOut(opts.command),
+        close: () => conn.close(),
+      };
+    },
+  };
+}
+
+export interface BasebackupMetrics {
+  /** Compressed bytes of the successful attempt (`basebackup_bytes`). */
+  basebackupBytes: number;
+  /** Duration of the successful attempt, connect included (`basebackup_ms`). */
+  basebackupMs: number;
+  /** Connect latency of the successful attempt (`pageserver_connect_micros`). */
+  pageserverConnectMicros: number;
+  /** Tries made, 1 when the first one succeeded. */
+  attempts: number;
+}
+
+/**
+ * Fetches and unpacks the basebackup, retrying like the reference: `retries` more tries after
+ * the first (10, i.e. 11 in all), sleeping 500 ms then ×1.5 each time. PGDATA is not cleaned
+ * between tries; a later one extracts over the partial tree. The final error has the context
+ * `failed to get basebackup@<lsn>` and the last attempt's error as its cause.
+ */
+export async function getBasebackup(opts: {
+  source: BasebackupSource;
+  pgdata: string;
+  lsn: string;
+  retries?: number;
+  initialDelayMs?: number;
+  factor?: number;
+  sleep?: (ms: number) => Promise<void>;
+}): Promise<BasebackupMetrics> {
+  const retries = opts.retries ?? defaultBasebackupRetries();
+  const factor = opts.factor ?? 1.5;
+  const sleep = opts.sleep ?? ((ms: number) => Bun.sleep(ms));
+  let delay = opts.initialDelayMs ?? 500;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const m = await tryGetBasebackup(opts.source, opts.pgdata);
+      return { ...m, attempts: attempt + 1 };
+    } catch (err) {
+      if (attempt >= retries) throw withContext(`failed to get basebackup@${opts.lsn}`, err);
+      // Same text and 0-based count as the reference: "(attempt 0/10)" follows the first failure.
+      // One line, so the attempts can be grepped and timed (the reference logs a multi-line chain).
+      log.warn(`Failed to get basebackup: ${formatOneLine(err)} (attempt ${attempt}/${retries})`);
+      await sleep(Math.floor(delay));
+      delay *= factor;
+    }
+  }
+}
+
+async function tryGetBasebackup(
+  source: BasebackupSource,
+  pgdata: string,
+): Promise<Omit<BasebackupMetrics, "attempts">> {
+  const started = performance.now();
+  const conn = await source.connect();
+  try {
+    const r = await extractTarGz(conn.stream, pgdata);
+    return {
+      basebackupBytes: r.compressedBytes,
+      basebackupMs: Math.floor(performance.now() - started),
+      pageserverConnectMicros: conn.connectMicros,
+    };
+  } finally {
+    await conn.close().catch(() => undefined);
+  }
+}

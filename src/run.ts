@@ -7,7 +7,9 @@ import { acquireConfig } from "./compute/config-source.ts";
 import { Lifecycle } from "./compute/lifecycle.ts";
 import { ComputeState } from "./compute/state.ts";
 import { ConfigError, formatOneLine } from "./errors.ts";
+import { initFailpoints } from "./failpoints.ts";
 import { startHttpServers } from "./http/servers.ts";
+import { LfcManager } from "./lfc/manager.ts";
 import { configureLogging, log } from "./log.ts";
 import { createMetrics, type Metrics } from "./monitor/metrics.ts";
 import { raiseCoreLimit } from "./postgres/rlimit.ts";
@@ -66,6 +68,11 @@ async function runCompute(
   onLifecycle: (l: Lifecycle) => void,
 ): Promise<number> {
   try {
+    try {
+      initFailpoints(process.env);
+    } catch (err) {
+      throw new ConfigError(`invalid FAILPOINTS: ${formatOneLine(err)}`, { cause: err });
+    }
     const tools = resolvePgTools(params.pgbin);
     const pgVersion = await pgMajorVersion(tools.pgConfig);
     log.info(`postgres version ${pgVersion}`, { pgbin: tools.postgres });
@@ -81,16 +88,24 @@ async function runCompute(
     }
 
     const state = new ComputeState(metrics, Math.floor(performance.timeOrigin * 1000));
+    let current: Lifecycle | null = null;
+    const lfc = new LfcManager({
+      connstr: params.connstr,
+      metrics,
+      getSpec: () => current?.spec ?? null,
+    });
     const lifecycle = new Lifecycle(
-      { params, tools, pgVersion, state, children, metrics, tls: config.tls },
+      { params, tools, pgVersion, state, children, metrics, lfc, tls: config.tls },
       pspec,
     );
+    current = lifecycle;
     onLifecycle(lifecycle);
     await startHttpServers({
       params,
       state,
       metrics,
       lifecycle,
+      lfc,
       jwks: config.jwks,
       instanceIdBypass: process.env.INSTANCE_ID !== undefined,
     });

@@ -1,6 +1,7 @@
 // What the lifecycle needs from the outside world, assembled once in run.ts: parameters,
 // Postgres tooling, the state, the child registry and the metrics.
 import type { Params } from "../cli.ts";
+import type { LfcManager } from "../lfc/manager.ts";
 import type { Metrics } from "../monitor/metrics.ts";
 import type { PgTools } from "../postgres/tools.ts";
 import type { Children } from "./children.ts";
@@ -13,6 +14,8 @@ export interface ComputeEnv {
   state: ComputeState;
   children: Children;
   metrics: Metrics;
+  /** LFC prewarm and offload (routes, autoprewarm, the periodic offload). */
+  lfc: LfcManager;
   /** compute_ctl_config.tls: Postgres's certificate and key, when given. */
   tls: { key_path: string; cert_path: string } | null;
 }

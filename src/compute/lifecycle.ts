@@ -83,12 +83,14 @@ export class Lifecycle {
 
     const lease = this.#startLease(pspec);
     let startFailed = false;
+    let offload: { stop(): void } | null = null;
     try {
       state.set("init");
       await startCompute(this.env, pspec, (pg) => {
         this.#postgres = pg;
       });
       state.set("running");
+      offload = this.#startLfcTasks(pspec);
     } catch (err) {
       startFailed = true;
       log.error(`could not start the compute node: ${formatOneLine(err)}`);
@@ -101,6 +103,8 @@ export class Lifecycle {
     const pg = this.#postgres;
     if (pg) {
       await pg.exited;
+      offload?.stop();
+      this.env.lfc.stop();
       if (this.#signalled) {
         lease?.stop();
         return 1;
@@ -213,6 +217,17 @@ export class Lifecycle {
       log.warn(`could not look for core dumps: ${formatOneLine(err)}`);
     }
     return ok;
+  }
+
+  /**
+   * After the first start: load the saved LFC state if asked (autoprewarm), and offload it
+   * periodically. Neither is re-armed by a reconfigure, as in the reference.
+   */
+  #startLfcTasks(pspec: ParsedSpec): { stop(): void } | null {
+    const { lfc } = this.env;
+    if (pspec.spec.autoprewarm) lfc.prewarm();
+    const interval = pspec.spec.offload_lfc_interval_seconds;
+    return interval ? lfc.startPeriodicOffload(interval) : null;
   }
 
   /** A Static compute keeps its LSN leased on every pageserver of every shard. */

@@ -4,11 +4,13 @@ import { Elysia } from "elysia";
 import type { Params } from "../cli.ts";
 import type { Lifecycle } from "../compute/lifecycle.ts";
 import type { ComputeState } from "../compute/state.ts";
+import type { LfcManager } from "../lfc/manager.ts";
 import { log } from "../log.ts";
 import type { Metrics } from "../monitor/metrics.ts";
 import { authGuard, createHttpApp, type HttpServer, listen } from "./app.ts";
 import { createAuthorizer, type Jwks } from "./auth.ts";
 import { configureRoutes } from "./routes/configure.ts";
+import { lfcRoutes } from "./routes/lfc.ts";
 import { metricsJsonRoutes, prometheusRoutes } from "./routes/metrics.ts";
 import { statusRoutes } from "./routes/status.ts";
 import { terminateRoutes } from "./routes/terminate.ts";
@@ -18,6 +20,7 @@ export interface ServerContext {
   state: ComputeState;
   metrics: Metrics;
   lifecycle: Lifecycle;
+  lfc: LfcManager;
   /** null: the configuration had no JWKS, and every authenticated route answers 401. */
   jwks: Jwks | null;
   /** INSTANCE_ID is set: the external server skips JWT checks (Hadron). */
@@ -35,7 +38,8 @@ export async function externalApp(ctx: ServerContext) {
     .use(statusRoutes(ctx.state))
     .use(metricsJsonRoutes(ctx.state))
     .use(configureRoutes(ctx.state, ctx.lifecycle))
-    .use(terminateRoutes(ctx.lifecycle));
+    .use(terminateRoutes(ctx.lifecycle))
+    .use(lfcRoutes(ctx.lfc));
   return createHttpApp({ name: "external", logger: log })
     .use(prometheusRoutes(ctx.metrics))
     .use(authenticated);

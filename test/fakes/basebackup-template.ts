@@ -43,6 +43,8 @@ export interface TemplateOptions {
   padContent?: "zeros" | "mixed";
   /** Leave `pg_dynshmem/` out (a basebackup the compute must reject after unpacking). */
   withoutDynshmem?: boolean;
+  /** SQL run (psql, database postgres) while the template's Postgres is up, e.g. stand-ins. */
+  initSql?: string;
 }
 
 export interface Template {
@@ -57,10 +59,13 @@ const building = new Map<string, Promise<Template>>();
 export function basebackupTemplate(opts: TemplateOptions = {}): Promise<Template> {
   const pad = opts.padBytes ?? 0;
   const content = pad > 0 ? (opts.padContent ?? "zeros") : "none";
-  const key = `${RECIPE}-pad${pad}-${content}${opts.withoutDynshmem ? "-nodynshmem" : ""}`;
+  const sqlKey = opts.initSql
+    ? `-sql${new Bun.CryptoHasher("sha256").update(opts.initSql).digest("hex").slice(0, 12)}`
+    : "";
+  const key = `${RECIPE}-pad${pad}-${content}${opts.withoutDynshmem ? "-nodynshmem" : ""}${sqlKey}`;
   let p = building.get(key);
   if (!p) {
-    p = build(key, pad, content, !!opts.withoutDynshmem);
+    p = build(key, pad, content, !!opts.withoutDynshmem, opts.initSql);
     building.set(key, p);
     p.catch(() => building.delete(key));
   }
@@ -80,7 +85,13 @@ async function run(cmd: string[], what: string, timeoutMs: number): Promise<stri
   return out;
 }
 
-async function build(key: string, pad: number, content: string, noDynshmem: boolean) {
+async function build(
+  key: string,
+  pad: number,
+  content: string,
+  noDynshmem: boolean,
+  initSql?: string,
+) {
   const tarGzPath = join(CACHE_DIR, `${key}.tar.gz`);
   const lsnPath = join(CACHE_DIR, `${key}.lsn`);
   if (existsSync(tarGzPath) && existsSync(lsnPath)) {
@@ -99,7 +110,7 @@ async function build(key: string, pad: number, content: string, noDynshmem: bool
       "initdb",
       120_000,
     );
-    await startAndStop(pgdata, work);
+    await startAndStop(pgdata, work, initSql);
     const checkpointLsn = await checkpointOf(pgdata);
 
     for (const f of ["postgresql.conf", "postmaster.pid", "postmaster.opts"]) {
@@ -135,7 +146,7 @@ async function build(key: string, pad: number, content: string, noDynshmem: bool
 }
 
 /** One clean start and fast stop, so the cluster ends with a shutdown checkpoint. */
-async function startAndStop(pgdata: string, socketDir: string): Promise<void> {
+async function startAndStop(pgdata: string, socketDir: string, initSql?: string): Promise<void> {
   const port = await freePort();
   const pg = spawnAs(
     [
@@ -157,6 +168,19 @@ async function startAndStop(pgdata: string, socketDir: string): Promise<void> {
       },
       { timeoutMs: 60_000, what: "the template's postgres to be ready" },
     );
+    if (initSql) {
+      const sqlFile = join(socketDir, "init.sql");
+      await writeFile(sqlFile, initSql);
+      await run(
+        [
+          `${PG_BINDIR}/psql`,
+          ...["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", socketDir, "-p", String(port)],
+          ...["-U", "cloud_admin", "-d", "postgres", "-f", sqlFile],
+        ],
+        "psql (template init SQL)",
+        60_000,
+      );
+    }
     pg.kill("SIGINT"); // fast shutdown: writes the shutdown checkpoint
     const code = await Promise.race([pg.exited, Bun.sleep(60_000).then(() => "timeout")]);
     if (code !== 0) throw new Error(`postgres fast stop ended with ${code}: ${await stderr}`);

@@ -9,6 +9,7 @@ import { parseCli } from "../../../src/cli.ts";
 import { Children } from "../../../src/compute/children.ts";
 import { Lifecycle } from "../../../src/compute/lifecycle.ts";
 import { ComputeState } from "../../../src/compute/state.ts";
+import { LfcManager } from "../../../src/lfc/manager.ts";
 import { createMetrics } from "../../../src/monitor/metrics.ts";
 import { resolvePgTools } from "../../../src/postgres/tools.ts";
 import { knobs } from "../../../src/testing-knobs.ts";
@@ -51,6 +52,7 @@ function setup(spec: ReturnType<typeof pspec> | null = null, startMicros?: numbe
     state,
     children: new Children(),
     metrics,
+    lfc: new LfcManager({ connstr: parsed.params.connstr, metrics, getSpec: () => spec }),
     tls: null,
   };
   return { state, lifecycle: new Lifecycle(env, spec) };

@@ -5,6 +5,7 @@
 import type { ParsedSpec } from "../api/parsed-spec.ts";
 import { computeModeType } from "../api/spec.ts";
 import { formatOneLine } from "../errors.ts";
+import { evalFailpoint } from "../failpoints.ts";
 import { log } from "../log.ts";
 import { localClient } from "../postgres/client.ts";
 import { applySpecSql, reconfigureConcurrency, startConcurrency } from "../spec/apply.ts";
@@ -41,10 +42,26 @@ export async function migrateInBackground(env: ComputeEnv): Promise<void> {
     await runMigrations(sql, {
       migrations: renderMigrations(env.params.privilegedRoleName),
       onFailure: (id) => env.metrics.migrationFailed.inc({ migration_id: String(id) }),
+      failAt: migrationFailpoint,
     });
   } catch (err) {
     log.error(`Failed to run migrations: ${formatOneLine(err)}`);
   } finally {
     await sql.end({ timeout: 5 }).catch(() => {});
   }
+}
+
+/**
+ * `FAILPOINTS=compute-migration=return(N)` fails migration N (testing only: the registry is empty
+ * unless COMPUTE_CTL_TESTING=1). Evaluated once per migration as in the reference, so counts like
+ * `1*return(N)` are consumed the same way; a `return` without a number is a configuration error
+ * there (a panic) and fails the migration here.
+ */
+export function migrationFailpoint(migrationId: number): boolean {
+  const fp = evalFailpoint("compute-migration");
+  if (fp === null) return false;
+  if (fp.arg === null || !/^[+-]?[0-9]+$/.test(fp.arg)) {
+    throw new Error(`failpoint compute-migration needs a migration id, got ${fp.arg ?? "none"}`);
+  }
+  return Number(fp.arg) === migrationId;
 }

@@ -585,6 +585,8 @@ export interface SimpleQueryResult {
 // Read-side backpressure: stop reading the socket while this many parsed bytes wait unconsumed.
 const HIGH_WATER = 1 << 20;
 const LOW_WATER = 256 << 10;
+/** How much CopyData one chunk of copyOut gathers at most. */
+const COPY_CHUNK_BYTES = 256 << 10;
 
 let nextStatementId = 0;
 
@@ -873,6 +875,22 @@ export class PqConnection {
     if (this.failure) throw this.failure;
   }
 
+  /** CopyData bodies already queued, up to about `budget` bytes, taken without waiting. */
+  private takeQueuedCopyData(budget: number): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    while (budget > 0 && this.queue[0]?.type === "d") {
+      const m = this.queue.shift()!;
+      this.queuedBytes -= m.body.length + 5;
+      budget -= m.body.length;
+      out.push(m.body);
+    }
+    if (this.paused && this.queuedBytes < LOW_WATER && this.socket) {
+      this.paused = false;
+      this.socket.resume();
+    }
+    return out;
+  }
+
   /** The next backend message; throws on I/O failure or EOF. Skips asynchronous messages. */
   private async next(): Promise<BackendMessage> {
     for (;;) {
@@ -1042,7 +1060,10 @@ export class PqConnection {
       for (;;) {
         const m = await this.next();
         if (m.type === "d") {
-          yield m.body;
+          // The pageserver sends 8 KiB messages; hand over everything already received as one
+          // chunk (never waiting for more), since each chunk has a fixed cost downstream.
+          const more = this.takeQueuedCopyData(COPY_CHUNK_BYTES - m.body.length);
+          yield more.length === 0 ? m.body : Buffer.concat([m.body, ...more]);
           continue;
         }
         if (m.type === "c") break;

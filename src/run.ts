@@ -95,7 +95,17 @@ async function runCompute(
       getSpec: () => current?.spec ?? null,
     });
     const lifecycle = new Lifecycle(
-      { params, tools, pgVersion, state, children, metrics, lfc, tls: config.tls },
+      {
+        params,
+        tools,
+        pgVersion,
+        state,
+        children,
+        metrics,
+        lfc,
+        extensionStatsIntervalSeconds: params.installedExtensionsCollectionInterval,
+        tls: config.tls,
+      },
       pspec,
     );
     current = lifecycle;

@@ -16,6 +16,11 @@ export interface ComputeEnv {
   metrics: Metrics;
   /** LFC prewarm and offload (routes, autoprewarm, the periodic offload). */
   lfc: LfcManager;
+  /**
+   * The installed-extensions collection interval in seconds: --installed-extensions-collection-
+   * interval at first, then derived from the spec's suspend timeout when it is applied.
+   */
+  extensionStatsIntervalSeconds: number;
   /** compute_ctl_config.tls: Postgres's certificate and key, when given. */
   tls: { key_path: string; cert_path: string } | null;
 }

@@ -5,6 +5,8 @@ import type { ParsedSpec } from "../api/parsed-spec.ts";
 import { computeModeType, staticModeLsn } from "../api/spec.ts";
 import { formatChain, formatOneLine } from "../errors.ts";
 import { log, nowMicros } from "../log.ts";
+import { startActivityMonitor } from "../monitor/activity.ts";
+import { startInstalledExtensionsTask } from "../monitor/installed-extensions.ts";
 import { findCoreDumps, logCoreDumpBacktraces } from "../postgres/process.ts";
 import { startLsnLeaseLoop, tenantShardId } from "../storage/lsn-lease.ts";
 import { syncSafekeepers } from "../storage/sync-safekeepers.ts";
@@ -82,15 +84,22 @@ export class Lifecycle {
     if (!pspec) throw new Error("internal error: woke up for configuration without a spec");
 
     const lease = this.#startLease(pspec);
+    // The monitor exists from `init` on, as in the reference; it starts polling at `running`.
+    const monitor = startActivityMonitor({
+      connstr: this.env.params.connstr,
+      state,
+      metrics: this.env.metrics,
+      features: pspec.spec.features,
+    });
+    const background: { stop(): void }[] = [monitor];
     let startFailed = false;
-    let offload: { stop(): void } | null = null;
     try {
       state.set("init");
       await startCompute(this.env, pspec, (pg) => {
         this.#postgres = pg;
       });
       state.set("running");
-      offload = this.#startLfcTasks(pspec);
+      background.push(...this.#startBackgroundTasks(pspec));
     } catch (err) {
       startFailed = true;
       log.error(`could not start the compute node: ${formatOneLine(err)}`);
@@ -103,7 +112,7 @@ export class Lifecycle {
     const pg = this.#postgres;
     if (pg) {
       await pg.exited;
-      offload?.stop();
+      for (const task of background) task.stop();
       this.env.lfc.stop();
       if (this.#signalled) {
         lease?.stop();
@@ -120,6 +129,7 @@ export class Lifecycle {
       }
     }
     lease?.stop();
+    for (const task of background) task.stop();
     // Nothing compute_ctl started may outlive it (a sync-safekeepers still running, say).
     await this.env.children.drain(knobs.childGraceMs);
 
@@ -220,14 +230,23 @@ export class Lifecycle {
   }
 
   /**
-   * After the first start: load the saved LFC state if asked (autoprewarm), and offload it
-   * periodically. Neither is re-armed by a reconfigure, as in the reference.
+   * After the first start: the periodic installed-extensions collection, the saved LFC state
+   * loaded if asked (autoprewarm) and offloaded periodically. None is re-armed by a reconfigure,
+   * as in the reference.
    */
-  #startLfcTasks(pspec: ParsedSpec): { stop(): void } | null {
-    const { lfc } = this.env;
+  #startBackgroundTasks(pspec: ParsedSpec): { stop(): void }[] {
+    const { lfc, params, metrics } = this.env;
+    const tasks: { stop(): void }[] = [
+      startInstalledExtensionsTask({
+        connstr: params.connstr,
+        metrics,
+        intervalSeconds: () => this.env.extensionStatsIntervalSeconds,
+      }),
+    ];
     if (pspec.spec.autoprewarm) lfc.prewarm();
     const interval = pspec.spec.offload_lfc_interval_seconds;
-    return interval ? lfc.startPeriodicOffload(interval) : null;
+    if (interval) tasks.push(lfc.startPeriodicOffload(interval));
+    return tasks;
   }
 
   /** A Static compute keeps its LSN leased on every pageserver of every shard. */

@@ -6,6 +6,10 @@ import type { ParsedSpec } from "../api/parsed-spec.ts";
 import { computeModeType } from "../api/spec.ts";
 import { formatOneLine } from "../errors.ts";
 import { log } from "../log.ts";
+import {
+  collectionIntervalFromSpec,
+  reportInstalledExtensions,
+} from "../monitor/installed-extensions.ts";
 import { localClient } from "../postgres/client.ts";
 import { lineInFile, withTmpOverride } from "../postgres/files.ts";
 import { pgCtlReload, spawnPostgres, waitForPostgres } from "../postgres/process.ts";
@@ -58,7 +62,10 @@ export async function startCompute(
   timings.start_postgres_ms = elapsedMs(t0);
 
   const t1 = performance.now();
-  if (computeModeType(pspec.spec.mode) === "primary") await configureAsPrimary(env, pspec);
+  if (computeModeType(pspec.spec.mode) === "primary") {
+    await configureAsPrimary(env, pspec);
+    void reportInstalledExtensions(params.connstr, env.metrics);
+  }
   timings.config_ms = elapsedMs(t1);
   timings.total_startup_ms = Math.max(
     0,
@@ -74,6 +81,9 @@ export async function startCompute(
 async function configureAsPrimary(env: ComputeEnv, pspec: ParsedSpec): Promise<void> {
   const { pgdata } = env.params;
   if (!pspec.spec.skip_pg_catalog_updates) {
+    env.extensionStatsIntervalSeconds = collectionIntervalFromSpec(
+      pspec.spec.suspend_timeout_seconds,
+    );
     await withTmpOverride(pgdata, CATALOG_UPDATE_OVERRIDE, async () => {
       await pgCtlReload(env.tools.pgCtl, pgdata);
       await applySpec(env, pspec, "start");
@@ -104,6 +114,9 @@ async function postApply(env: ComputeEnv): Promise<void> {
 /** /configure on a running compute: new postgresql.conf, reload, and the catalog updates. */
 export async function reconfigureCompute(env: ComputeEnv, pspec: ParsedSpec): Promise<void> {
   const { pgdata } = env.params;
+  env.extensionStatsIntervalSeconds = collectionIntervalFromSpec(
+    pspec.spec.suspend_timeout_seconds,
+  );
   await writeConf(env, pspec);
   await pgCtlReload(env.tools.pgCtl, pgdata);
   if (!pspec.spec.skip_pg_catalog_updates) {

@@ -53,6 +53,7 @@ function setup(spec: ReturnType<typeof pspec> | null = null, startMicros?: numbe
     children: new Children(),
     metrics,
     lfc: new LfcManager({ connstr: parsed.params.connstr, metrics, getSpec: () => spec }),
+    extensionStatsIntervalSeconds: 3600,
     tls: null,
   };
   return { state, lifecycle: new Lifecycle(env, spec) };

@@ -116,6 +116,7 @@ async function runCompute(
       metrics,
       lifecycle,
       lfc,
+      pgDump: tools.pgDump,
       jwks: config.jwks,
       instanceIdBypass: process.env.INSTANCE_ID !== undefined,
     });

@@ -9,11 +9,18 @@ import { log } from "../log.ts";
 import type { Metrics } from "../monitor/metrics.ts";
 import { authGuard, createHttpApp, type HttpServer, listen } from "./app.ts";
 import { createAuthorizer, type Jwks } from "./auth.ts";
+import { autoscalingMetricsRoutes } from "./routes/autoscaling-metrics.ts";
+import { catalogRoutes } from "./routes/catalog.ts";
 import { configureRoutes } from "./routes/configure.ts";
+import { extensionsRoutes } from "./routes/extensions.ts";
+import { failpointsRoutes } from "./routes/failpoints.ts";
+import { grantsRoutes } from "./routes/grants.ts";
+import { insightsRoutes } from "./routes/insights.ts";
 import { lfcRoutes } from "./routes/lfc.ts";
 import { metricsJsonRoutes, prometheusRoutes } from "./routes/metrics.ts";
 import { statusRoutes } from "./routes/status.ts";
 import { terminateRoutes } from "./routes/terminate.ts";
+import { writabilityRoutes } from "./routes/writability.ts";
 
 export interface ServerContext {
   params: Params;
@@ -21,6 +28,8 @@ export interface ServerContext {
   metrics: Metrics;
   lifecycle: Lifecycle;
   lfc: LfcManager;
+  /** pg_dump next to --pgbin, for /database_schema. */
+  pgDump: string;
   /** null: the configuration had no JWKS, and every authenticated route answers 401. */
   jwks: Jwks | null;
   /** INSTANCE_ID is set: the external server skips JWT checks (Hadron). */
@@ -28,6 +37,7 @@ export interface ServerContext {
 }
 
 export async function externalApp(ctx: ServerContext) {
+  const connstr = ctx.params.connstr;
   const authorize = await createAuthorizer({
     jwks: ctx.jwks,
     computeId: ctx.params.computeId,
@@ -39,15 +49,23 @@ export async function externalApp(ctx: ServerContext) {
     .use(metricsJsonRoutes(ctx.state))
     .use(configureRoutes(ctx.state, ctx.lifecycle))
     .use(terminateRoutes(ctx.lifecycle))
-    .use(lfcRoutes(ctx.lfc));
+    .use(lfcRoutes(ctx.lfc))
+    .use(catalogRoutes({ connstr, pgDump: ctx.pgDump }))
+    .use(writabilityRoutes({ connstr, state: ctx.state }))
+    .use(insightsRoutes({ connstr, state: ctx.state }));
   return createHttpApp({ name: "external", logger: log })
     .use(prometheusRoutes(ctx.metrics))
+    .use(autoscalingMetricsRoutes({ pgdata: ctx.params.pgdata }))
     .use(authenticated);
 }
 
-export function internalApp(_ctx: ServerContext) {
-  // The internal routes (/extension_server, /extensions, /grants, …) arrive with their issues.
-  return createHttpApp({ name: "internal", logger: log });
+export function internalApp(ctx: ServerContext) {
+  const connstr = ctx.params.connstr;
+  // /extension_server (remote extensions) is not implemented yet.
+  return createHttpApp({ name: "internal", logger: log })
+    .use(grantsRoutes({ connstr, state: ctx.state }))
+    .use(extensionsRoutes({ connstr, state: ctx.state }))
+    .use(failpointsRoutes());
 }
 
 /** Starts the external server, then the internal one (the reference's order). */

@@ -1,0 +1,78 @@
+// POST /extensions (internal, http.md §6.7): make an extension present at a version in a
+// database: nothing when it already is, ALTER … UPDATE TO when another version is installed,
+// CREATE … WITH SCHEMA public otherwise.
+import { Elysia } from "elysia";
+import { parseJson } from "../../api/decode.ts";
+import { ExtensionInstallRequest } from "../../api/requests.ts";
+import type { ComputeState } from "../../compute/state.ts";
+import { displayStatus } from "../../compute/status.ts";
+import { localClient } from "../../postgres/client.ts";
+import { pgQuote } from "../../spec/quote.ts";
+import { HttpError, jsonBody, jsonResponse } from "../app.ts";
+import { isConnectError, postgresErrorText } from "./catalog.ts";
+
+const INSTALLED_VERSION =
+  "SELECT extversion FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) $1";
+
+/**
+ * The reference's install_extension; returns the version now installed. The version is quoted as
+ * an identifier, as the reference does (Postgres accepts either form there). Errors read
+ * `<what failed>: <cause>`, where the reference stops at `<what failed>`.
+ */
+export async function installExtension(
+  connstr: URL,
+  req: { extension: string; database: string; version: string },
+): Promise<string> {
+  const sql = localClient(connstr, {
+    applicationName: "compute_ctl:install_extension",
+    database: req.database,
+  });
+  // The first statement also connects: a failure to connect is reported as such.
+  const failed = (what: string) => (err: unknown) => {
+    const step = isConnectError(err) ? "Failed to connect to the database" : what;
+    throw new Error(`${step}: ${postgresErrorText(err)}`, { cause: err });
+  };
+  try {
+    const rows = await sql
+      .unsafe<{ extversion: string }[]>(INSTALLED_VERSION, [req.extension])
+      .catch(failed(`Failed to execute query: ${INSTALLED_VERSION}`));
+    const installed = rows[0]?.extversion;
+    if (installed === req.version) return installed;
+    const ext = pgQuote(req.extension);
+    const version = pgQuote(req.version);
+    const statement =
+      installed === undefined
+        ? `CREATE EXTENSION IF NOT EXISTS ${ext} WITH SCHEMA public VERSION ${version}`
+        : `ALTER EXTENSION ${ext} UPDATE TO ${version}`;
+    await sql
+      .unsafe(statement)
+      .simple()
+      .catch(failed(`Failed to execute query: ${statement}`));
+    return req.version;
+  } finally {
+    await sql.end({ timeout: 1 }).catch(() => {});
+  }
+}
+
+export const extensionsRoutes = (opts: { connstr: URL; state: ComputeState }) =>
+  new Elysia({ name: "routes:extensions" }).post(
+    "/extensions",
+    async ({ request }) => {
+      const body = await jsonBody(request, (text) => parseJson(ExtensionInstallRequest, text));
+      const status = opts.state.status;
+      if (status !== "running") {
+        throw new HttpError(412, `invalid compute status: ${displayStatus(status)}`);
+      }
+      let version: string;
+      try {
+        version = await installExtension(opts.connstr, body);
+      } catch (err) {
+        throw new HttpError(
+          500,
+          `failed to install extension: ${err instanceof Error ? err.message : String(err)}`,
+        );
+      }
+      return jsonResponse(201, { extension: body.extension, version });
+    },
+    { parse: "none" },
+  );

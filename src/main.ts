@@ -7,6 +7,11 @@ import { parseCli } from "./cli.ts";
 import { ConfigError, UsageError } from "./errors.ts";
 
 async function main(argv: string[]): Promise<number> {
+  // `compute_ctl spec plan …` (the dry run) has its own flags; checked before the normal parse.
+  if (argv[0] === "spec") {
+    const { specMain } = await import("./spec/plan-cli.ts");
+    return specMain(argv.slice(1));
+  }
   let parsed: ReturnType<typeof parseCli>;
   try {
     parsed = parseCli(argv, process.env);

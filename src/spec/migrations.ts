@@ -81,8 +81,8 @@ export interface MigrationOptions {
   /** Called with the id of a migration that failed (the failure counter). */
   onFailure?: (migrationId: number) => void;
   /**
-   * Testing seam in the place of the reference's `compute-migration` failpoint: when it returns
-   * true for an id, that migration fails after its SQL ran, so its transaction rolls back.
+   * The reference's `compute-migration` failpoint (see compute/apply.ts): asked once per migration,
+   * skipped ones included, after its SQL ran; true makes it fail, so its transaction rolls back.
    */
   failAt?: (migrationId: number) => boolean;
 }
@@ -113,7 +113,7 @@ export async function runMigrations(sql: Sql, opts: MigrationOptions): Promise<n
           await tx.unsafe(text).simple();
         }
         if (opts.failAt?.(id)) {
-          throw new Error(`migration ${id} was configured to fail`);
+          throw new Error(`migration ${id} was configured to fail because of a failpoint`);
         }
         await tx.unsafe("UPDATE neon_migration.migration_id SET id = $1", [id]);
       });

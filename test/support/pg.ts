@@ -4,7 +4,7 @@
 import { join } from "node:path";
 import postgres, { type Sql } from "postgres";
 import { freePort } from "./ports.ts";
-import { collectStream, makeUserDir, spawnAs, waitFor } from "./proc.ts";
+import { collectStream, makeUserDir, type StreamBuffer, spawnAs, waitFor } from "./proc.ts";
 
 export const PG_BINDIR = process.env.PG_BINDIR ?? "/usr/lib/postgresql/15/bin";
 
@@ -22,6 +22,8 @@ export interface TestPostgres {
   /** psql -c, returning stdout (for checks independent of our client library). */
   psql(command: string, database?: string): Promise<string>;
   stop(): Promise<void>;
+  /** The server's stderr as it arrives: its whole log while logging_collector is off. */
+  serverLog?: StreamBuffer;
 }
 
 async function run(cmd: string[], what: string): Promise<string> {
@@ -119,6 +121,7 @@ export async function startTestPostgres(
         ],
         "psql",
       ),
+    serverLog: log,
     stop: async () => {
       await sql.end({ timeout: 1 }).catch(() => {});
       proc.kill("SIGINT");

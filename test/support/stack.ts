@@ -28,6 +28,9 @@ export interface StackOptions {
   /** Extra top-level spec fields. */
   spec?: Record<string, unknown>;
   skipCatalogUpdates?: boolean;
+  /** cluster.roles and cluster.databases of the spec (default none). */
+  roles?: unknown[];
+  databases?: unknown[];
   /** How the wrapper answers --sync-safekeepers (default: the template's checkpoint LSN). */
   sync?: Parameters<Awaited<ReturnType<typeof makePgbinWrapper>>["setSync"]>[0];
   /** Delay before the wrapper execs the real postgres. */
@@ -74,8 +77,8 @@ export async function startLocalStack(opts: StackOptions = {}) {
     cluster: {
       cluster_id: "local",
       name: "local",
-      roles: [],
-      databases: [],
+      roles: opts.roles ?? [],
+      databases: opts.databases ?? [],
       settings: [
         { name: "port", value: String(pgPort), vartype: "integer" },
         { name: "listen_addresses", value: "127.0.0.1", vartype: "string" },

@@ -16,6 +16,7 @@ import { databaseClient } from "../../../src/spec/execute.ts";
 import { installNeonStub } from "../../support/neon-stub.ts";
 import { PG_BINDIR, startTestPostgres, type TestPostgres } from "../../support/pg.ts";
 import { cleanup, collectStream, spawnAs } from "../../support/proc.ts";
+import { catalogSnapshot } from "./catalog-snapshot.ts";
 
 const stub = installNeonStub();
 if (!stub.installed) console.warn(`skipping spec integration tests: ${stub.reason}`);
@@ -612,21 +613,9 @@ describe("dry run", () => {
       const fresh = await startTestPostgres();
       try {
         await applySpecSql(s, { ...opts, connstr: new URL(fresh.url), concurrency: 2 });
-        const snapshot = async (t: TestPostgres) => {
-          const rows = await t.sql`
-            SELECT 'role ' || r.rolname || ' ' || r.rolcreatedb || r.rolcreaterole || r.rolbypassrls || r.rolreplication || r.rolcanlogin || ' ' || coalesce(a.rolpassword, '-') AS x FROM pg_roles r JOIN pg_authid a USING (oid)
-            UNION ALL SELECT 'member ' || pg_get_userbyid(roleid) || ' ' || pg_get_userbyid(member) FROM pg_auth_members
-            UNION ALL SELECT 'db ' || datname || ' ' || pg_get_userbyid(datdba) || ' ' || coalesce(datacl::text, '') FROM pg_database
-            UNION ALL SELECT 'ext ' || extname FROM pg_extension
-            UNION ALL SELECT 'rel ' || oid::regclass::text FROM pg_class WHERE relnamespace IN ('public'::regnamespace, 'neon'::regnamespace)
-            ORDER BY 1`;
-          const perDb = await t.connect({ database: "dry db=1 'x'" });
-          const acl =
-            await perDb`SELECT defaclobjtype::text || ' ' || defaclacl::text AS x FROM pg_default_acl ORDER BY 1`;
-          await perDb.end({ timeout: 1 });
-          return [...rows.map((r) => r.x), ...acl.map((r) => r.x)];
-        };
-        expect(await snapshot(twin)).toEqual(await snapshot(fresh));
+        expect(await catalogSnapshot(twin, "dry db=1 'x'")).toEqual(
+          await catalogSnapshot(fresh, "dry db=1 'x'"),
+        );
       } finally {
         await fresh.stop();
       }

@@ -1,0 +1,127 @@
+// Spec application on a compute's first start, through the compiled binary and the local stack:
+// 1,000 roles and 200 databases (skip_pg_catalog_updates: false). compute_ctl's `config_ms` from
+// /metrics.json is compared with the floor, the minimal DDL that reaches the same roles and
+// databases (`CREATE ROLE … IN ROLE neon_superuser`, `CREATE DATABASE … OWNER`) piped through one
+// psql session into a fresh test Postgres in the same run; then the same spec again through
+// /configure (nothing to change). config_ms also covers compute_ctl's two reloads and the
+// grants, schema and extension work the floor does not do.
+import { join } from "node:path";
+import { jsonOf } from "../test/support/compute.ts";
+import { installNeonStub } from "../test/support/neon-stub.ts";
+import { PG_BINDIR, startTestPostgres, type TestPostgres } from "../test/support/pg.ts";
+import { cleanup, collectStream, spawnAs } from "../test/support/proc.ts";
+import { psql, start, terminate, waitStatus } from "../test/support/started.ts";
+import { table } from "./_util.ts";
+
+const ROLES = Number(process.env.BENCH_ROLES ?? 1000);
+const DBS = Number(process.env.BENCH_DBS ?? 200);
+
+const md5 = (password: string, user: string) =>
+  new Bun.CryptoHasher("md5").update(password + user).digest("hex");
+const roles = Array.from({ length: ROLES }, (_, i) => ({
+  name: `role ${i}`,
+  encrypted_password: md5(`pw${i}`, `role ${i}`),
+}));
+const databases = Array.from({ length: DBS }, (_, i) => ({ name: `db ${i}`, owner: `role ${i}` }));
+
+const ident = (s: string) => `"${s.replaceAll('"', '""')}"`;
+
+/** The floor's script: the privileged role, then one statement per role and per database. */
+function floorScript(): string {
+  const lines = [
+    "CREATE ROLE neon_superuser CREATEDB CREATEROLE NOLOGIN REPLICATION BYPASSRLS IN ROLE pg_read_all_data, pg_write_all_data;",
+  ];
+  for (const r of roles) {
+    lines.push(
+      `CREATE ROLE ${ident(r.name)} LOGIN PASSWORD 'md5${r.encrypted_password}' IN ROLE neon_superuser;`,
+    );
+  }
+  for (const d of databases)
+    lines.push(`CREATE DATABASE ${ident(d.name)} OWNER ${ident(d.owner)};`);
+  return `${lines.join("\n")}\n`;
+}
+
+async function psqlScript(pg: TestPostgres, text: string): Promise<number> {
+  const file = join(pg.dir, "floor.sql");
+  await Bun.write(file, text);
+  const t0 = performance.now();
+  const p = spawnAs(
+    [
+      `${PG_BINDIR}/psql`,
+      "-X",
+      "-q",
+      "-v",
+      "ON_ERROR_STOP=1",
+      "-h",
+      pg.socketDir,
+      "-p",
+      String(pg.port),
+      "-U",
+      "cloud_admin",
+      "-d",
+      "postgres",
+      "-f",
+      file,
+    ],
+    { stdout: "ignore" },
+  );
+  const err = collectStream(p.stderr);
+  const code = await p.exited;
+  const ms = performance.now() - t0;
+  await err.done;
+  if (code !== 0) throw new Error(`psql failed: ${err.text.slice(-1000)}`);
+  return ms;
+}
+
+try {
+  const stub = installNeonStub();
+  if (!stub.installed) throw new Error(stub.reason);
+
+  const s = await start({ skipCatalogUpdates: false, roles, databases });
+  await waitStatus(s, "running", 600_000);
+  const timings = await jsonOf(s.compute.get("/metrics.json", s.token));
+  const configMs = Number(timings.config_ms);
+  const made = await psql(
+    s,
+    "SELECT (SELECT count(*) FROM pg_roles WHERE rolname LIKE 'role %') || ' ' || (SELECT count(*) FROM pg_database WHERE datname LIKE 'db %')",
+  );
+  if (made !== `${ROLES} ${DBS}`) throw new Error(`the compute has roles/databases ${made}`);
+
+  // The same spec again: every role and database exists, so only the guarded work remains.
+  const body = JSON.stringify({ spec: s.stack.spec, compute_ctl_config: { jwks: { keys: [] } } });
+  const t0 = performance.now();
+  const r = await s.compute.post("/configure", s.token, {
+    headers: { "content-type": "application/json" },
+    body,
+  });
+  const againMs = performance.now() - t0;
+  if (r.status !== 200) throw new Error(`/configure answered ${r.status}: ${await r.text()}`);
+  await terminate(s, "immediate");
+  await s.compute.exited;
+  await s.stack.stop();
+
+  const floorPg = await startTestPostgres();
+  const floorMs = await psqlScript(floorPg, floorScript());
+  await floorPg.stop();
+
+  console.log(
+    `${ROLES} roles, ${DBS} databases; first start through the compiled binary and the local stack`,
+  );
+  table([
+    ["measure", "ms", "floor ms", "ratio"],
+    ["first start: config_ms (/metrics.json)", configMs, floorMs, configMs / floorMs],
+    [
+      "second apply: POST /configure, same spec (reconfigure_concurrency 1)",
+      againMs,
+      floorMs,
+      againMs / floorMs,
+    ],
+  ]);
+  console.log(
+    "floor: CREATE ROLE … IN ROLE neon_superuser and CREATE DATABASE … OWNER through one psql session on a fresh test Postgres",
+  );
+} finally {
+  await cleanup();
+}
+// Test-support servers (the fake storage peers) would otherwise keep the event loop alive.
+process.exit(0);

@@ -239,7 +239,10 @@ describe("fake pageserver: basebackup", () => {
     }
     await c.close();
     expect(seg).toBe(TOTAL_SEGS);
-    expect(peak - rss0).toBeLessThan(64 << 20);
+    // Without backpressure this grows by ~300 MB. The bound leaves room for garbage not yet
+    // collected in a test process shared with other files (seen: 37–68 MB); the compiled
+    // binary's own VmHWM is checked in test/e2e/reference-timing.test.ts.
+    expect(peak - rss0).toBeLessThan(128 << 20);
     expect(ps.rejections).toEqual([]);
   }, 60_000);
 

@@ -7,6 +7,7 @@ import { acquireConfig } from "./compute/config-source.ts";
 import { Lifecycle } from "./compute/lifecycle.ts";
 import { ComputeState } from "./compute/state.ts";
 import { ConfigError, formatOneLine } from "./errors.ts";
+import { RemoteExtensions } from "./extensions/remote.ts";
 import { initFailpoints } from "./failpoints.ts";
 import { startHttpServers } from "./http/servers.ts";
 import { LfcManager } from "./lfc/manager.ts";
@@ -94,8 +95,16 @@ async function runCompute(
       metrics,
       getSpec: () => current?.spec ?? null,
     });
+    const remote = new RemoteExtensions({
+      baseUrl: params.remoteExtBaseUrl,
+      pgConfig: tools.pgConfig,
+      pgMajor: pgVersion,
+      metrics,
+      timings: state.timings,
+    });
     const lifecycle = new Lifecycle(
       {
+        remote,
         params,
         tools,
         pgVersion,
@@ -116,6 +125,7 @@ async function runCompute(
       metrics,
       lifecycle,
       lfc,
+      remote,
       pgDump: tools.pgDump,
       jwks: config.jwks,
       instanceIdBypass: process.env.INSTANCE_ID !== undefined,

@@ -1,6 +1,7 @@
 // What the lifecycle needs from the outside world, assembled once in run.ts: parameters,
 // Postgres tooling, the state, the child registry and the metrics.
 import type { Params } from "../cli.ts";
+import type { RemoteExtensions } from "../extensions/remote.ts";
 import type { LfcManager } from "../lfc/manager.ts";
 import type { Metrics } from "../monitor/metrics.ts";
 import type { PgTools } from "../postgres/tools.ts";
@@ -14,6 +15,8 @@ export interface ComputeEnv {
   state: ComputeState;
   children: Children;
   metrics: Metrics;
+  /** Extensions downloaded on demand from --remote-ext-base-url. */
+  remote: RemoteExtensions;
   /** LFC prewarm and offload (routes, autoprewarm, the periodic offload). */
   lfc: LfcManager;
   /**

@@ -133,7 +133,8 @@ export class Lifecycle {
     // Nothing compute_ctl started may outlive it (a sync-safekeepers still running, say).
     await this.env.children.drain(knobs.childGraceMs);
 
-    const cleanupOk = await this.#cleanupAfterPostgres(pspec);
+    // The current spec: a promoted replica is a Primary now and syncs safekeepers on shutdown.
+    const cleanupOk = await this.#cleanupAfterPostgres(this.#pspec ?? pspec);
     if (TERMINATION_PENDING.includes(state.status)) {
       const pending = state.status;
       state.set("terminated");
@@ -161,6 +162,17 @@ export class Lifecycle {
     const outcome = await state.waitFor(["running", "failed"]);
     if (outcome === "running") return { kind: "running" };
     return { kind: "failed", error: state.error ?? "unknown error" };
+  }
+
+  /**
+   * /promote, once Postgres is promoted: the compute adopts the old primary's spec (mode Primary)
+   * and is reconfigured from it. Unlike /configure the status stays `running`, as in the
+   * reference; a failure is thrown to the promotion, which reports it, and is not a compute failure.
+   */
+  async adoptPromotedSpec(pspec: ParsedSpec): Promise<void> {
+    this.#pspec = pspec;
+    this.#recordSpec(pspec);
+    await reconfigureCompute(this.env, pspec);
   }
 
   /** POST /terminate: ask the compute to stop and wait until it has. */

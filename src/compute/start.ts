@@ -48,7 +48,12 @@ export async function startCompute(
   const { timings } = state;
   log.info(describe(pspec));
 
-  await preparePgdata(env, pspec);
+  // Remote extensions' control files and preloaded libraries are fetched while PGDATA is
+  // prepared, as the reference runs its pre-start tasks concurrently.
+  await Promise.all([
+    preparePgdata(env, pspec),
+    pspec.spec.remote_extensions ? env.remote.prepareAtStart(pspec) : undefined,
+  ]);
 
   const t0 = performance.now();
   const pg = spawnPostgres({

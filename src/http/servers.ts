@@ -4,6 +4,7 @@ import { Elysia } from "elysia";
 import type { Params } from "../cli.ts";
 import type { Lifecycle } from "../compute/lifecycle.ts";
 import type { ComputeState } from "../compute/state.ts";
+import type { RemoteExtensions } from "../extensions/remote.ts";
 import type { LfcManager } from "../lfc/manager.ts";
 import { log } from "../log.ts";
 import type { Metrics } from "../monitor/metrics.ts";
@@ -12,12 +13,14 @@ import { createAuthorizer, type Jwks } from "./auth.ts";
 import { autoscalingMetricsRoutes } from "./routes/autoscaling-metrics.ts";
 import { catalogRoutes } from "./routes/catalog.ts";
 import { configureRoutes } from "./routes/configure.ts";
+import { extensionServerRoutes } from "./routes/extension-server.ts";
 import { extensionsRoutes } from "./routes/extensions.ts";
 import { failpointsRoutes } from "./routes/failpoints.ts";
 import { grantsRoutes } from "./routes/grants.ts";
 import { insightsRoutes } from "./routes/insights.ts";
 import { lfcRoutes } from "./routes/lfc.ts";
 import { metricsJsonRoutes, prometheusRoutes } from "./routes/metrics.ts";
+import { promoteRoutes } from "./routes/promote.ts";
 import { statusRoutes } from "./routes/status.ts";
 import { terminateRoutes } from "./routes/terminate.ts";
 import { writabilityRoutes } from "./routes/writability.ts";
@@ -28,6 +31,7 @@ export interface ServerContext {
   metrics: Metrics;
   lifecycle: Lifecycle;
   lfc: LfcManager;
+  remote: RemoteExtensions;
   /** pg_dump next to --pgbin, for /database_schema. */
   pgDump: string;
   /** null: the configuration had no JWKS, and every authenticated route answers 401. */
@@ -52,7 +56,8 @@ export async function externalApp(ctx: ServerContext) {
     .use(lfcRoutes(ctx.lfc))
     .use(catalogRoutes({ connstr, pgDump: ctx.pgDump }))
     .use(writabilityRoutes({ connstr, state: ctx.state }))
-    .use(insightsRoutes({ connstr, state: ctx.state }));
+    .use(insightsRoutes({ connstr, state: ctx.state }))
+    .use(promoteRoutes({ connstr, lfc: ctx.lfc, lifecycle: ctx.lifecycle }));
   return createHttpApp({ name: "external", logger: log })
     .use(prometheusRoutes(ctx.metrics))
     .use(autoscalingMetricsRoutes({ pgdata: ctx.params.pgdata }))
@@ -61,8 +66,8 @@ export async function externalApp(ctx: ServerContext) {
 
 export function internalApp(ctx: ServerContext) {
   const connstr = ctx.params.connstr;
-  // /extension_server (remote extensions) is not implemented yet.
   return createHttpApp({ name: "internal", logger: log })
+    .use(extensionServerRoutes({ remote: ctx.remote, pspec: () => ctx.lifecycle.spec }))
     .use(grantsRoutes({ connstr, state: ctx.state }))
     .use(extensionsRoutes({ connstr, state: ctx.state }))
     .use(failpointsRoutes());

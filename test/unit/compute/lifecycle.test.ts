@@ -9,6 +9,7 @@ import { parseCli } from "../../../src/cli.ts";
 import { Children } from "../../../src/compute/children.ts";
 import { Lifecycle } from "../../../src/compute/lifecycle.ts";
 import { ComputeState } from "../../../src/compute/state.ts";
+import { RemoteExtensions } from "../../../src/extensions/remote.ts";
 import { LfcManager } from "../../../src/lfc/manager.ts";
 import { createMetrics } from "../../../src/monitor/metrics.ts";
 import { resolvePgTools } from "../../../src/postgres/tools.ts";
@@ -54,6 +55,11 @@ function setup(spec: ReturnType<typeof pspec> | null = null, startMicros?: numbe
     metrics,
     lfc: new LfcManager({ connstr: parsed.params.connstr, metrics, getSpec: () => spec }),
     extensionStatsIntervalSeconds: 3600,
+    remote: new RemoteExtensions({
+      baseUrl: null,
+      pgConfig: "/usr/lib/postgresql/15/bin/pg_config",
+      metrics,
+    }),
     tls: null,
   };
   return { state, lifecycle: new Lifecycle(env, spec) };

@@ -42,35 +42,7 @@ function floorScript(): string {
 }
 
 async function psqlScript(pg: TestPostgres, text: string): Promise<number> {
-  const file = join(pg.dir, "floor.sql");
-  await Bun.write(file, text);
-  const t0 = performance.now();
-  const p = spawnAs(
-    [
-      `${PG_BINDIR}/psql`,
-      "-X",
-      "-q",
-      "-v",
-      "ON_ERROR_STOP=1",
-      "-h",
-      pg.socketDir,
-      "-p",
-      String(pg.port),
-      "-U",
-      "cloud_admin",
-      "-d",
-      "postgres",
-      "-f",
-      file,
-    ],
-    { stdout: "ignore" },
-  );
-  const err = collectStream(p.stderr);
-  const code = await p.exited;
-  const ms = performance.now() - t0;
-  await err.done;
-  if (code !== 0) throw new Error(`psql failed: ${err.text.slice(-1000)}`);
-  return ms;
+  return (await pg.psqlScript(text)).ms;
 }
 
 try {

@@ -29,35 +29,7 @@ const spec = decode(ComputeSpec, {
 });
 
 async function psqlScript(pg: TestPostgres, text: string): Promise<number> {
-  const file = join(pg.dir, `plan-${Date.now()}.sql`);
-  writeFileSync(file, text);
-  const t0 = performance.now();
-  const p = spawnAs(
-    [
-      `${PG_BINDIR}/psql`,
-      "-X",
-      "-q",
-      "-v",
-      "ON_ERROR_STOP=1",
-      "-h",
-      pg.socketDir,
-      "-p",
-      String(pg.port),
-      "-U",
-      "cloud_admin",
-      "-d",
-      "postgres",
-      "-f",
-      file,
-    ],
-    { env: { PGOPTIONS: "-c search_path= -c statement_timeout=0" }, stdout: "ignore" },
-  );
-  const err = collectStream(p.stderr);
-  const code = await p.exited;
-  const ms = performance.now() - t0;
-  await err.done;
-  if (code !== 0) throw new Error(`psql failed: ${err.text.slice(-1000)}`);
-  return ms;
+  return (await pg.psqlScript(text, { pgoptions: "-c search_path= -c statement_timeout=0" })).ms;
 }
 
 try {

@@ -10,6 +10,7 @@ import { log } from "../log.ts";
 import type { Metrics } from "../monitor/metrics.ts";
 import { authGuard, createHttpApp, type HttpServer, listen } from "./app.ts";
 import { createAuthorizer, type Jwks } from "./auth.ts";
+import { buildOpenApiDocument } from "./openapi.ts";
 import { autoscalingMetricsRoutes } from "./routes/autoscaling-metrics.ts";
 import { catalogRoutes } from "./routes/catalog.ts";
 import { configureRoutes } from "./routes/configure.ts";
@@ -20,10 +21,17 @@ import { grantsRoutes } from "./routes/grants.ts";
 import { insightsRoutes } from "./routes/insights.ts";
 import { lfcRoutes } from "./routes/lfc.ts";
 import { metricsJsonRoutes, prometheusRoutes } from "./routes/metrics.ts";
+import { openapiRoutes } from "./routes/openapi.ts";
 import { promoteRoutes } from "./routes/promote.ts";
 import { statusRoutes } from "./routes/status.ts";
 import { terminateRoutes } from "./routes/terminate.ts";
 import { writabilityRoutes } from "./routes/writability.ts";
+
+/**
+ * The API described by the same TypeBox schemas that validate it; served on both servers
+ * without a token (it holds nothing secret, and reading a schema should not need one).
+ */
+const OPENAPI = buildOpenApiDocument();
 
 export interface ServerContext {
   params: Params;
@@ -60,6 +68,7 @@ export async function externalApp(ctx: ServerContext) {
     .use(promoteRoutes({ connstr, lfc: ctx.lfc, lifecycle: ctx.lifecycle }));
   return createHttpApp({ name: "external", logger: log })
     .use(prometheusRoutes(ctx.metrics))
+    .use(openapiRoutes(OPENAPI))
     .use(autoscalingMetricsRoutes({ pgdata: ctx.params.pgdata }))
     .use(authenticated);
 }
@@ -67,6 +76,7 @@ export async function externalApp(ctx: ServerContext) {
 export function internalApp(ctx: ServerContext) {
   const connstr = ctx.params.connstr;
   return createHttpApp({ name: "internal", logger: log })
+    .use(openapiRoutes(OPENAPI))
     .use(extensionServerRoutes({ remote: ctx.remote, pspec: () => ctx.lifecycle.spec }))
     .use(grantsRoutes({ connstr, state: ctx.state }))
     .use(extensionsRoutes({ connstr, state: ctx.state }))

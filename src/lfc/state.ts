@@ -1,33 +1,9 @@
 // The LFC prewarm and offload states exactly as the reference serializes them (http.md §2):
 // internally tagged on `status`, snake_case, fields in the reference's declaration order.
 
-export type LfcPrewarmState =
-  | { status: "not_prewarmed" }
-  | { status: "prewarming" }
-  | {
-      status: "completed";
-      total: number;
-      prewarmed: number;
-      skipped: number;
-      state_download_time_ms: number;
-      uncompress_time_ms: number;
-      prewarm_time_ms: number;
-    }
-  | { status: "failed"; error: string }
-  | { status: "skipped" }
-  | { status: "cancelled" };
+import type { LfcOffloadState, LfcPrewarmState } from "../api/lfc.ts";
 
-export type LfcOffloadState =
-  | { status: "not_offloaded" }
-  | { status: "offloading" }
-  | {
-      status: "completed";
-      state_query_time_ms: number;
-      compress_time_ms: number;
-      state_upload_time_ms: number;
-    }
-  | { status: "failed"; error: string }
-  | { status: "skipped" };
+export type { LfcOffloadState, LfcPrewarmState };
 
 export type LfcPrewarmStatus = LfcPrewarmState["status"];
 export type LfcOffloadStatus = LfcOffloadState["status"];

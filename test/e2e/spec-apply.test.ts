@@ -317,32 +317,10 @@ describe("compute_ctl spec plan (dry run)", () => {
         expect(viaConfig.stdout).toBe(viaSpec.stdout);
         expect(await twin.psql("SELECT count(*) FROM pg_roles")).toBe(before);
 
-        const planFile = join(twin.dir, "plan.sql");
-        await writeUserFile(planFile, viaSpec.stdout);
-        const p = spawnAs(
-          [
-            `${PG_BINDIR}/psql`,
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            twin.socketDir,
-            "-p",
-            String(twin.port),
-            "-U",
-            "cloud_admin",
-            "-d",
-            "postgres",
-            "-f",
-            planFile,
-          ],
-          { env: { PGOPTIONS: "-c search_path= -c statement_timeout=0" } },
-        );
-        const err = collectStream(p.stderr);
-        expect(await p.exited).toBe(0);
-        await err.done;
-        expect(err.text).not.toContain("ERROR");
+        const { stderr } = await twin.psqlScript(viaSpec.stdout, {
+          pgoptions: "-c search_path= -c statement_timeout=0",
+        });
+        expect(stderr).not.toContain("ERROR");
 
         await applySpecSql(decode(ComputeSpec, spec), {
           connstr: new URL(fresh.url),

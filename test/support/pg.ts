@@ -21,6 +21,11 @@ export interface TestPostgres {
   connect(opts?: { database?: string; user?: string }): Sql;
   /** psql -c, returning stdout (for checks independent of our client library). */
   psql(command: string, database?: string): Promise<string>;
+  /**
+   * Runs a SQL script through one psql session (ON_ERROR_STOP; `PGOPTIONS` as compute_ctl's
+   * forced options set them), returning its duration and stderr; throws when psql fails.
+   */
+  psqlScript(text: string, opts?: { pgoptions?: string }): Promise<{ ms: number; stderr: string }>;
   stop(): Promise<void>;
   /** The server's stderr as it arrives: its whole log while logging_collector is off. */
   serverLog?: StreamBuffer;
@@ -122,6 +127,25 @@ export async function startTestPostgres(
         "psql",
       ),
     serverLog: log,
+    psqlScript: async (text, o = {}) => {
+      const file = join(dir, `script-${Date.now()}-${Math.random().toString(36).slice(2)}.sql`);
+      await Bun.write(file, text);
+      const t0 = performance.now();
+      const p = spawnAs(
+        [
+          `${PG_BINDIR}/psql`,
+          ...["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", socketDir, "-p", String(port)],
+          ...["-U", "cloud_admin", "-d", "postgres", "-f", file],
+        ],
+        { detached: false, stdout: "ignore", env: o.pgoptions ? { PGOPTIONS: o.pgoptions } : {} },
+      );
+      const err = collectStream(p.stderr);
+      const code = await p.exited;
+      const ms = performance.now() - t0;
+      await err.done;
+      if (code !== 0) throw new Error(`psql exited ${code}: ${err.text.slice(-1000)}`);
+      return { ms, stderr: err.text };
+    },
     stop: async () => {
       await sql.end({ timeout: 1 }).catch(() => {});
       proc.kill("SIGINT");

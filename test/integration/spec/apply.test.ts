@@ -582,33 +582,11 @@ describe("dry run", () => {
       );
       const opts = { connstr: new URL(twin.url), privilegedRoleName: PRIV, timelineId: TIMELINE };
       const { text } = await planSpecSql(s, opts);
-      const file = join(twin.dir, "plan.sql");
-      writeFileSync(file, text);
-      const p = spawnAs(
-        [
-          `${PG_BINDIR}/psql`,
-          "-X",
-          "-q",
-          "-v",
-          "ON_ERROR_STOP=1",
-          "-h",
-          twin.socketDir,
-          "-p",
-          String(twin.port),
-          "-U",
-          "cloud_admin",
-          "-d",
-          "postgres",
-          "-f",
-          file,
-        ],
-        { env: { PGOPTIONS: "-c search_path= -c statement_timeout=0" } },
-      );
-      const err = collectStream(p.stderr);
-      const code = await p.exited;
-      await err.done;
-      expect(err.text).not.toContain("ERROR");
-      expect(code).toBe(0);
+      const { stderr } = await twin.psqlScript(text, {
+        pgoptions: "-c search_path= -c statement_timeout=0",
+      });
+      // psqlScript throws when psql exits non-zero (ON_ERROR_STOP).
+      expect(stderr).not.toContain("ERROR");
 
       const fresh = await startTestPostgres();
       try {

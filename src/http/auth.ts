@@ -14,6 +14,8 @@ export const COMPUTE_AUDIENCE = "compute";
 export const ADMIN_SCOPE = "compute_ctl:admin";
 /** jsonwebtoken's default leeway, which the reference keeps. */
 export const EXP_LEEWAY_SECONDS = 60;
+/** How many accepted tokens are remembered before the cache starts over. */
+const ACCEPTED_TOKENS_MAX = 1024;
 
 const INVALID_TOKEN = "invalid authorization token";
 const VERIFY_FAILED = "failed to verify authorization token";
@@ -28,6 +30,7 @@ interface Claims {
   compute_id?: string;
   admin: boolean;
   aud?: string[];
+  exp: number | undefined;
 }
 
 // Only the public members: the reference builds verification keys from these alone, and a JWK
@@ -82,6 +85,7 @@ function parseClaims(payload: Uint8Array, nowSeconds: number): Claims | null {
     compute_id: computeId as string | undefined,
     admin: scope === ADMIN_SCOPE,
     aud: aud as string[] | undefined,
+    exp: exp as number | undefined,
   };
 }
 
@@ -121,9 +125,27 @@ export async function createAuthorizer(opts: {
     error,
   });
 
+  // The keys never change after start, so a token that verified once stays good until its exp
+  // (plus the leeway): remember accepted tokens and skip the signature check for them. The
+  // control plane sends the same token on every /status poll. Bounded: cleared when full.
+  const accepted = new Map<string, number>();
+  const ok = (token: string, exp: number | undefined): AuthResult => {
+    if (accepted.size >= ACCEPTED_TOKENS_MAX) accepted.clear();
+    accepted.set(
+      token,
+      exp === undefined ? Number.POSITIVE_INFINITY : (exp + EXP_LEEWAY_SECONDS) * 1000,
+    );
+    return { ok: true };
+  };
+
   return async (header) => {
     const token = bearerToken(header);
     if (token === null) return fail(400, INVALID_TOKEN);
+    const until = accepted.get(token);
+    if (until !== undefined) {
+      if (Date.now() <= until) return { ok: true };
+      accepted.delete(token);
+    }
 
     let claims: Claims | null = null;
     for (const { name, key } of keys) {
@@ -148,7 +170,7 @@ export async function createAuthorizer(opts: {
       if (!claims.aud.includes(COMPUTE_AUDIENCE)) {
         return fail(401, "invalid audience in authorization token claims");
       }
-      return { ok: true };
+      return ok(token, claims.exp);
     }
     if (claims.compute_id === undefined) {
       return fail(403, "missing compute_id in authorization token claims");
@@ -156,6 +178,6 @@ export async function createAuthorizer(opts: {
     if (claims.compute_id !== opts.computeId) {
       return fail(403, "invalid compute ID in authorization token claims");
     }
-    return { ok: true };
+    return ok(token, claims.exp);
   };
 }

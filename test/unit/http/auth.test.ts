@@ -290,3 +290,29 @@ describe("key sets", () => {
     expect(await auth("Basic x")).toEqual(ok);
   });
 });
+
+describe("accepted tokens are remembered until they expire", () => {
+  test("a token accepted within the leeway is refused once exp + 60 s has passed", async () => {
+    const auth = await createAuthorizer({
+      jwks: { keys: [edJwk as Record<string, unknown>] },
+      computeId: COMPUTE_ID,
+      bypass: false,
+      logger: quiet,
+    });
+    const now = Math.floor(Date.now() / 1000);
+    // Valid for about one more second (exp 59 s ago, leeway 60 s).
+    const token = await sign({ compute_id: COMPUTE_ID, exp: now - 59 });
+    expect(await check(token, auth)).toEqual(ok);
+    expect(await check(token, auth)).toEqual(ok);
+    await Bun.sleep(2100);
+    expect(await check(token, auth)).toEqual(VERIFY);
+  });
+
+  test("only the exact token is remembered: a tampered copy is still verified", async () => {
+    const token = await sign({ compute_id: COMPUTE_ID });
+    expect(await check(token)).toEqual(ok);
+    const [h, , s] = token.split(".");
+    const forged = `${h}.${b64url(JSON.stringify({ compute_id: COMPUTE_ID, x: 1 }))}.${s}`;
+    expect(await check(forged)).toEqual(VERIFY);
+  });
+});

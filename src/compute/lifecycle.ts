@@ -35,6 +35,14 @@ const TERMINATION_PENDING: readonly ComputeStatus[] = [
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** Whether `err` or one of its causes is a Postgres error with SQLSTATE `code`. */
+function hasSqlState(err: unknown, code: string): boolean {
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    if ((e as { code?: unknown }).code === code) return true;
+  }
+  return false;
+}
+
 export class Lifecycle {
   #pspec: ParsedSpec | null;
   #postgres: Subprocess | null = null;
@@ -201,6 +209,9 @@ export class Lifecycle {
       state.set("running");
     } catch (err) {
       log.error(`could not configure the compute: ${formatOneLine(err)}`);
+      // A statement timeout (query_canceled) usually means Postgres is stuck retrying a
+      // pageserver that refuses it; the reference counts these separately.
+      if (hasSqlState(err, "57014")) this.env.metrics.configureStatementTimeoutErrors.inc();
       state.fail(formatChain(err));
     }
   }

@@ -72,6 +72,18 @@ export function createMetrics() {
       help: "Total number of LFC offload errors",
       registers: r,
     }),
+    // The reference always exports these two (its "Hadron" metrics). The first counts
+    // /refresh_configuration calls, a lakebase route not served here, so it stays 0.
+    pagestreamRequestErrors: new Counter({
+      name: "pg_cctl_pagestream_request_errors_total",
+      help: "Number of PageStream request errors reported by the postgres process",
+      registers: r,
+    }),
+    configureStatementTimeoutErrors: new Counter({
+      name: "pg_cctl_configure_statement_timeout_errors_total",
+      help: "Number of compute configuration errors due to Postgres statement timeouts.",
+      registers: r,
+    }),
   };
 }
 

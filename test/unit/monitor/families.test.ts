@@ -1,0 +1,45 @@
+// /metrics families and label names exactly as the reference exports them (startup.md §5,
+// http.md §6.1), written out by hand here. Labelled families appear once used; plain ones always.
+import { expect, test } from "bun:test";
+import { createMetrics } from "../../../src/monitor/metrics.ts";
+
+test("every family of the reference, with its type and label names, in its order", async () => {
+  const m = createMetrics();
+  m.up.set({ build_tag: "latest", status: "running" }, 1);
+  m.installedExtensions.set(
+    { extension_name: "plpgsql", version: "1.0", owned_by_superuser: "1" },
+    1,
+  );
+  m.cplaneRequests.inc({ rpc: "GetConfig", http_status: "200 OK" });
+  m.migrationFailed.inc({ migration_id: "4" });
+  m.remoteExtRequests.inc({ http_status: "200 OK", filename: "anon.tar.zst" });
+  const families = (await m.registry.getMetricsAsJSON()).map((f) => ({
+    name: f.name,
+    type: String(f.type),
+    labels: Object.keys(f.values[0]?.labels ?? {}),
+  }));
+  expect(families).toEqual([
+    { name: "compute_ctl_up", type: "gauge", labels: ["build_tag", "status"] },
+    {
+      name: "compute_installed_extensions",
+      type: "gauge",
+      labels: ["extension_name", "version", "owned_by_superuser"],
+    },
+    { name: "compute_ctl_cplane_requests_total", type: "counter", labels: ["rpc", "http_status"] },
+    { name: "compute_ctl_db_migration_failed_total", type: "counter", labels: ["migration_id"] },
+    {
+      name: "compute_ctl_remote_ext_requests_total",
+      type: "counter",
+      labels: ["http_status", "filename"],
+    },
+    { name: "compute_audit_log_dir_size", type: "gauge", labels: [] },
+    { name: "compute_pg_current_downtime_ms", type: "gauge", labels: [] },
+    { name: "compute_pg_downtime_ms_total", type: "counter", labels: [] },
+    { name: "compute_ctl_lfc_prewarms_total", type: "counter", labels: [] },
+    { name: "compute_ctl_lfc_prewarm_errors_total", type: "counter", labels: [] },
+    { name: "compute_ctl_lfc_offloads_total", type: "counter", labels: [] },
+    { name: "compute_ctl_lfc_offload_errors_total", type: "counter", labels: [] },
+    { name: "pg_cctl_pagestream_request_errors_total", type: "counter", labels: [] },
+    { name: "pg_cctl_configure_statement_timeout_errors_total", type: "counter", labels: [] },
+  ]);
+});

@@ -8,6 +8,13 @@ function ms(name: string, fallback: number): number {
   return Number.isInteger(n) && n >= 0 ? n : fallback;
 }
 
+function factor(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const n = Number(raw);
+  return Number.isFinite(n) && n >= 0 ? n : fallback;
+}
+
 export const knobs = {
   /** How long compute_ctl keeps serving HTTP after a failed start before it exits (30 s). */
   failedExitDelayMs: ms("COMPUTE_CTL_TESTING_FAILED_EXIT_DELAY_MS", 30_000),
@@ -17,4 +24,14 @@ export const knobs = {
   immediateLingerMs: ms("COMPUTE_CTL_TESTING_IMMEDIATE_LINGER_MS", 300),
   /** How long children get after a termination signal before SIGKILL (10 s). */
   childGraceMs: ms("COMPUTE_CTL_TESTING_CHILD_GRACE_MS", 10_000),
+};
+
+/** The Postgres process and sync-safekeepers knobs. */
+export const pgKnobs = {
+  /** How long to wait for postmaster.pid to say `ready` (60 s, as the reference). */
+  pgReadyTimeoutMs: ms("COMPUTE_CTL_TESTING_PG_READY_TIMEOUT_MS", 60_000),
+  /** Bound on one `postgres --sync-safekeepers` run (10 min; the reference has none). */
+  syncSkTimeoutMs: ms("COMPUTE_CTL_TESTING_SYNC_SK_TIMEOUT_MS", 600_000),
+  /** Multiplier on the sync-safekeepers retry backoff (1 = the reference's delays). */
+  syncSkBackoffScale: factor("COMPUTE_CTL_TESTING_SYNC_SK_BACKOFF_SCALE", 1),
 };

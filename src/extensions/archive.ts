@@ -11,6 +11,7 @@
 import { randomBytes } from "node:crypto";
 import { lstat, mkdir, rename, unlink, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { readAllBounded } from "../util/streams.ts";
 import { readTar, type TarEntry, TarFormatError } from "./tar.ts";
 
 /** An archive refused as malformed or unsafe; nothing was written. */
@@ -159,26 +160,11 @@ export async function planArchive(
 
 async function zstdDecompressCapped(data: Uint8Array, max: number): Promise<Uint8Array> {
   const stream = new Blob([data]).stream().pipeThrough(new DecompressionStream("zstd"));
-  const reader = stream.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > max) {
-      await reader.cancel().catch(() => {});
-      throw new ArchiveError(`archive expands to more than ${max} bytes`);
-    }
-    chunks.push(value);
-  }
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.byteLength;
-  }
-  return out;
+  return readAllBounded(
+    stream as ReadableStream<Uint8Array>,
+    max,
+    () => new ArchiveError(`archive expands to more than ${max} bytes`),
+  );
 }
 
 function errText(err: unknown): string {

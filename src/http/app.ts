@@ -15,6 +15,7 @@
 import { type AnyElysia, Elysia, StatusMap } from "elysia";
 import { formatOneLine } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { readAllBounded } from "../util/streams.ts";
 import type { Authorizer } from "./auth.ts";
 import {
   type RequestInfo,
@@ -95,26 +96,7 @@ async function readLimited(request: Request, limit: number): Promise<Uint8Array>
     throw new Error("request body already consumed before jsonBody");
   }
   if (request.body === null) return new Uint8Array(0);
-  const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > limit) {
-      await reader.cancel().catch(() => {});
-      throw tooLarge();
-    }
-    chunks.push(value);
-  }
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.byteLength;
-  }
-  return out;
+  return readAllBounded(request.body, limit, tooLarge);
 }
 
 /**

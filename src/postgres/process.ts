@@ -6,7 +6,7 @@ import { join } from "node:path";
 import type { Subprocess } from "bun";
 import type { Children } from "../compute/children.ts";
 import { log } from "../log.ts";
-import { pgKnobs } from "./knobs.ts";
+import { pgKnobs } from "../testing-knobs.ts";
 import { forwardPostgresLogs } from "./log-forwarder.ts";
 
 /** Run a child as another user. Only tests need it: compute_ctl runs as the Postgres user. */

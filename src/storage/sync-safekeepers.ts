@@ -7,9 +7,9 @@ import type { Subprocess } from "bun";
 import { formatLsn, tryParseLsn } from "../api/lsn.ts";
 import type { Children } from "../compute/children.ts";
 import { log } from "../log.ts";
-import { pgKnobs } from "../postgres/knobs.ts";
 import { forwardPostgresLogs } from "../postgres/log-forwarder.ts";
 import { childEnv, maybeCgexec, type RunAs } from "../postgres/process.ts";
+import { pgKnobs } from "../testing-knobs.ts";
 
 /** After SIGTERM on timeout, how long the child gets before SIGKILL. */
 const KILL_GRACE_MS = 5_000;

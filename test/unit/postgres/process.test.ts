@@ -381,7 +381,7 @@ describe("cgexec and knobs", () => {
   });
 
   test("the knobs come from the environment, with defaults", async () => {
-    const code = `import { pgKnobs } from ${JSON.stringify(join(REPO, "src/postgres/knobs.ts"))}; console.log(JSON.stringify(pgKnobs));`;
+    const code = `import { pgKnobs } from ${JSON.stringify(join(REPO, "src/testing-knobs.ts"))}; console.log(JSON.stringify(pgKnobs));`;
     const read = async (env: Record<string, string>) => {
       const p = Bun.spawn([process.execPath, "-e", code], {
         env: { PATH: process.env.PATH ?? "", ...env },

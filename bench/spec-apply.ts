@@ -1,15 +1,7 @@
-// Spec application on a compute's first start, through the compiled binary and the local stack:
-// 1,000 roles and 200 databases (skip_pg_catalog_updates: false). compute_ctl's `config_ms` from
-// /metrics.json is compared with the floor, the minimal DDL that reaches the same roles and
-// databases (`CREATE ROLE … IN ROLE neon_superuser`, `CREATE DATABASE … OWNER`) piped through one
-// psql session into a fresh test Postgres in the same run; then the same spec again through
-// /configure (nothing to change). config_ms also covers compute_ctl's two reloads and the
-// grants, schema and extension work the floor does not do.
-import { join } from "node:path";
 import { jsonOf } from "../test/support/compute.ts";
 import { installNeonStub } from "../test/support/neon-stub.ts";
-import { PG_BINDIR, startTestPostgres, type TestPostgres } from "../test/support/pg.ts";
-import { cleanup, collectStream, spawnAs } from "../test/support/proc.ts";
+import { startTestPostgres, type TestPostgres } from "../test/support/pg.ts";
+import { cleanup } from "../test/support/proc.ts";
 import { psql, start, terminate, waitStatus } from "../test/support/started.ts";
 import { table } from "./_util.ts";
 

@@ -1,15 +1,9 @@
-// Spec application with 300 roles and 100 databases: compute_ctl's apply (catalog read, plan,
-// pipelined execution, databases in parallel) on a fresh cluster and again with nothing changed,
-// against the floor: the very same statements (the dry-run script) piped through one psql
-// session into an identical fresh cluster, in the same run.
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { decode } from "../src/api/decode.ts";
 import { ComputeSpec } from "../src/api/spec.ts";
 import { applySpecSql, planSpecSql, startConcurrency } from "../src/spec/apply.ts";
 import { installNeonStub } from "../test/support/neon-stub.ts";
-import { PG_BINDIR, startTestPostgres, type TestPostgres } from "../test/support/pg.ts";
-import { cleanup, collectStream, spawnAs } from "../test/support/proc.ts";
+import { startTestPostgres, type TestPostgres } from "../test/support/pg.ts";
+import { cleanup } from "../test/support/proc.ts";
 import { table } from "./_util.ts";
 
 const ROLES = Number(process.env.BENCH_ROLES ?? 300);

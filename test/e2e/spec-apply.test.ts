@@ -14,9 +14,9 @@ import { catalogSnapshot } from "../integration/spec/catalog-snapshot.ts";
 import { runBinary } from "../support/binary.ts";
 import { type Json, jsonOf, minimalSpec, writeUserFile } from "../support/compute.ts";
 import { installNeonStub } from "../support/neon-stub.ts";
-import { PG_BINDIR, startTestPostgres } from "../support/pg.ts";
+import { startTestPostgres } from "../support/pg.ts";
 import { freePort } from "../support/ports.ts";
-import { cleanup, collectStream, makeUserDir, spawnAs, waitFor } from "../support/proc.ts";
+import { cleanup, makeUserDir, waitFor } from "../support/proc.ts";
 import { psql, type Started, start, statusOf, waitStatus } from "../support/started.ts";
 
 setDefaultTimeout(90_000);

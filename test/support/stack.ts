@@ -35,6 +35,8 @@ export interface StackOptions {
   sync?: Parameters<Awaited<ReturnType<typeof makePgbinWrapper>>["setSync"]>[0];
   /** Delay before the wrapper execs the real postgres. */
   startDelayMs?: number;
+  /** The Postgres bin directory the wrapper runs (default the system's Postgres 15). */
+  realBindir?: string;
 }
 
 export type Stack = Awaited<ReturnType<typeof startLocalStack>>;
@@ -67,7 +69,7 @@ export async function startLocalStack(opts: StackOptions = {}) {
   const safekeeperAddrs = safekeepers.length
     ? safekeepers.map((s) => `127.0.0.1:${s.port}`)
     : [`127.0.0.1:${await freePort()}`, `127.0.0.1:${await freePort()}`];
-  const pgbin = await makePgbinWrapper({});
+  const pgbin = await makePgbinWrapper(opts.realBindir ? { realBindir: opts.realBindir } : {});
   await pgbin.setSync({ lsn: template.checkpointLsn, ...opts.sync });
   if (opts.startDelayMs) await pgbin.setStartDelayMs(opts.startDelayMs);
   const pgPort = await freePort();

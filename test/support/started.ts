@@ -20,7 +20,12 @@ export interface Started {
 }
 
 export async function start(
-  opts: StackOptions & { env?: Record<string, string>; viaConfigure?: boolean } = {},
+  opts: StackOptions & {
+    env?: Record<string, string>;
+    viaConfigure?: boolean;
+    /** More compute_ctl arguments. */
+    extraArgs?: string[];
+  } = {},
 ): Promise<Started> {
   const stack = await startLocalStack(opts);
   const key = await ed25519Key();
@@ -33,6 +38,7 @@ export async function start(
     pgbin: stack.pgbin.pgbin,
     pgdata: stack.pgdata,
     env: { ...FAST, ...opts.env },
+    args: opts.extraArgs,
   });
   const token = await key.sign({ compute_id: compute.computeId });
   return { stack, compute, key, token };

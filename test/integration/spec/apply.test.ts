@@ -14,8 +14,8 @@ import { createMetrics } from "../../../src/monitor/metrics.ts";
 import { applySpecSql, planSpecSql } from "../../../src/spec/apply.ts";
 import { databaseClient } from "../../../src/spec/execute.ts";
 import { installNeonStub } from "../../support/neon-stub.ts";
-import { PG_BINDIR, startTestPostgres, type TestPostgres } from "../../support/pg.ts";
-import { cleanup, collectStream, spawnAs } from "../../support/proc.ts";
+import { startTestPostgres, type TestPostgres } from "../../support/pg.ts";
+import { cleanup } from "../../support/proc.ts";
 import { catalogSnapshot } from "./catalog-snapshot.ts";
 
 const stub = installNeonStub();

@@ -118,14 +118,13 @@ export class Lifecycle {
 
     let exitCode = 1;
     const pg = this.#postgres;
+    if (pg) await pg.exited;
+    // Nothing periodic runs against a Postgres that is gone.
+    for (const task of background) task.stop();
+    this.env.lfc.stop();
+    lease?.stop();
+    if (this.#signalled) return 1;
     if (pg) {
-      await pg.exited;
-      for (const task of background) task.stop();
-      this.env.lfc.stop();
-      if (this.#signalled) {
-        lease?.stop();
-        return 1;
-      }
       const code = pg.signalCode ? null : pg.exitCode;
       log.info(`Postgres exited with code ${code ?? "None"}, shutting down`);
       exitCode = code ?? 1;
@@ -136,8 +135,6 @@ export class Lifecycle {
         state.fail(why);
       }
     }
-    lease?.stop();
-    for (const task of background) task.stop();
     // Nothing compute_ctl started may outlive it (a sync-safekeepers still running, say).
     await this.env.children.drain(knobs.childGraceMs);
 

@@ -13,6 +13,7 @@
 // Handlers read JSON bodies with `await jsonBody(request, decode)` (never Elysia's `body`, whose
 // parser and validation errors have other statuses and texts) and fail with `throw new HttpError`.
 import { type AnyElysia, Elysia, StatusMap } from "elysia";
+import { type ComputeStatus, displayStatus } from "../compute/status.ts";
 import { formatOneLine } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { readAllBounded } from "../util/streams.ts";
@@ -42,6 +43,16 @@ export class HttpError extends Error {
   ) {
     super(message);
   }
+}
+
+/** The reference's answer when the compute is not in a status a route accepts. */
+export function invalidStatus(status: ComputeStatus): HttpError {
+  return new HttpError(412, `invalid compute status: ${displayStatus(status)}`);
+}
+
+/** Throws the 412 unless the compute is running (the gate of most catalog routes). */
+export function requireRunning(state: { status: ComputeStatus }): void {
+  if (state.status !== "running") throw invalidStatus(state.status);
 }
 
 /**

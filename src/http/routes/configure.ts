@@ -7,8 +7,7 @@ import { parseJson } from "../../api/decode.ts";
 import { parseSpec } from "../../api/parsed-spec.ts";
 import type { Lifecycle } from "../../compute/lifecycle.ts";
 import type { ComputeState } from "../../compute/state.ts";
-import { displayStatus } from "../../compute/status.ts";
-import { HttpError, jsonBody, jsonResponse } from "../app.ts";
+import { HttpError, invalidStatus, jsonBody, jsonResponse } from "../app.ts";
 import { rustDebugString } from "../rust-debug.ts";
 import { statusBody } from "./status.ts";
 
@@ -26,7 +25,7 @@ export const configureRoutes = (state: ComputeState, lifecycle: Lifecycle) =>
       const result = await lifecycle.configure(pspec);
       switch (result.kind) {
         case "invalid-status":
-          throw new HttpError(412, `invalid compute status: ${displayStatus(result.status)}`);
+          throw invalidStatus(result.status);
         case "failed":
           throw new HttpError(
             500,

@@ -5,10 +5,9 @@ import { Elysia } from "elysia";
 import { parseJson } from "../../api/decode.ts";
 import { ExtensionInstallRequest } from "../../api/requests.ts";
 import type { ComputeState } from "../../compute/state.ts";
-import { displayStatus } from "../../compute/status.ts";
 import { localClient } from "../../postgres/client.ts";
 import { pgQuote } from "../../spec/quote.ts";
-import { HttpError, jsonBody, jsonResponse } from "../app.ts";
+import { HttpError, jsonBody, jsonResponse, requireRunning } from "../app.ts";
 import { isConnectError, postgresErrorText } from "./catalog.ts";
 
 const INSTALLED_VERSION =
@@ -59,10 +58,7 @@ export const extensionsRoutes = (opts: { connstr: URL; state: ComputeState }) =>
     "/extensions",
     async ({ request }) => {
       const body = await jsonBody(request, (text) => parseJson(ExtensionInstallRequest, text));
-      const status = opts.state.status;
-      if (status !== "running") {
-        throw new HttpError(412, `invalid compute status: ${displayStatus(status)}`);
-      }
+      requireRunning(opts.state);
       let version: string;
       try {
         version = await installExtension(opts.connstr, body);

@@ -5,10 +5,9 @@ import { Elysia } from "elysia";
 import { parseJson } from "../../api/decode.ts";
 import { type Privilege, SetRoleGrantsRequest } from "../../api/requests.ts";
 import type { ComputeState } from "../../compute/state.ts";
-import { displayStatus } from "../../compute/status.ts";
 import { localClient } from "../../postgres/client.ts";
 import { pgQuote } from "../../spec/quote.ts";
-import { HttpError, jsonBody, jsonResponse } from "../app.ts";
+import { HttpError, jsonBody, jsonResponse, requireRunning } from "../app.ts";
 import { isConnectError, postgresErrorText } from "./catalog.ts";
 
 // pg_user, as the reference: only login roles are found, so a NOLOGIN role is always granted to.
@@ -59,10 +58,7 @@ export const grantsRoutes = (opts: { connstr: URL; state: ComputeState }) =>
     "/grants",
     async ({ request }) => {
       const body = await jsonBody(request, (text) => parseJson(SetRoleGrantsRequest, text));
-      const status = opts.state.status;
-      if (status !== "running") {
-        throw new HttpError(412, `invalid compute status: ${displayStatus(status)}`);
-      }
+      requireRunning(opts.state);
       try {
         await setRoleGrants(opts.connstr, body);
       } catch (err) {

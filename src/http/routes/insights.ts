@@ -3,10 +3,9 @@
 // serialises it since its axum port (kept for wire compatibility).
 import { Elysia } from "elysia";
 import type { ComputeState } from "../../compute/state.ts";
-import { displayStatus } from "../../compute/status.ts";
 import { log } from "../../log.ts";
 import { localClient } from "../../postgres/client.ts";
-import { HttpError, jsonResponse } from "../app.ts";
+import { HttpError, jsonResponse, requireRunning } from "../app.ts";
 import { isConnectError, postgresErrorText } from "./catalog.ts";
 
 // ::text keeps Postgres's own JSON text: parsing and re-serialising would round 64-bit queryids.
@@ -36,10 +35,7 @@ export async function collectInsights(connstr: URL): Promise<string> {
 
 export const insightsRoutes = (opts: { connstr: URL; state: ComputeState }) =>
   new Elysia({ name: "routes:insights" }).get("/insights", async () => {
-    const status = opts.state.status;
-    if (status !== "running") {
-      throw new HttpError(412, `invalid compute status: ${displayStatus(status)}`);
-    }
+    requireRunning(opts.state);
     let text: string;
     try {
       text = await collectInsights(opts.connstr);

@@ -1,8 +1,7 @@
 // POST /terminate[?mode=fast|immediate]: stop Postgres and report the last flushed LSN.
 import { Elysia } from "elysia";
 import type { Lifecycle, TerminateMode } from "../../compute/lifecycle.ts";
-import { displayStatus } from "../../compute/status.ts";
-import { HttpError, jsonResponse, RejectionError } from "../app.ts";
+import { HttpError, invalidStatus, jsonResponse, RejectionError } from "../app.ts";
 
 /**
  * The reference's optional query: no query string at all means `fast`; a query string without
@@ -29,7 +28,7 @@ export const terminateRoutes = (lifecycle: Lifecycle) =>
     const result = await lifecycle.terminate(terminateMode(request.url));
     switch (result.kind) {
       case "invalid-status":
-        throw new HttpError(412, `invalid compute status: ${displayStatus(result.status)}`);
+        throw invalidStatus(result.status);
       case "failed":
         throw new HttpError(500, result.error);
       case "already-terminated":

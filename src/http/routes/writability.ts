@@ -2,10 +2,9 @@
 // row of public.health_check (created by the spec apply's CreateAvailabilityCheck phase).
 import { Elysia } from "elysia";
 import type { ComputeState } from "../../compute/state.ts";
-import { displayStatus } from "../../compute/status.ts";
 import { log } from "../../log.ts";
 import { localClient } from "../../postgres/client.ts";
-import { HttpError, jsonResponse } from "../app.ts";
+import { HttpError, jsonResponse, requireRunning } from "../app.ts";
 import { postgresErrorText } from "./catalog.ts";
 
 const UPSERT =
@@ -35,10 +34,7 @@ export async function checkWritability(connstr: URL): Promise<void> {
 
 export const writabilityRoutes = (opts: { connstr: URL; state: ComputeState }) =>
   new Elysia({ name: "routes:writability" }).post("/check_writability", async () => {
-    const status = opts.state.status;
-    if (status !== "running") {
-      throw new HttpError(412, `invalid compute status: ${displayStatus(status)}`);
-    }
+    requireRunning(opts.state);
     try {
       await checkWritability(opts.connstr);
     } catch (err) {

@@ -3,6 +3,7 @@
 // or one JSON object per line with --log-format json. consola carries the levels and the span
 // chain (its tags, joined with ':' exactly like tracing's span prefixes); a reporter renders.
 import { type ConsolaInstance, createConsola, type LogObject } from "consola";
+import { nowMicros } from "./util/clock.ts";
 
 export type LogFormat = "text" | "json";
 export type LogLevelName = "off" | "error" | "warn" | "info" | "debug" | "trace";
@@ -23,11 +24,6 @@ const LEVEL_LABEL: Record<number, string> = {
   4: "DEBUG",
   5: "TRACE",
 };
-
-/** µs-precision wall clock (Date has only ms). */
-export function nowMicros(): number {
-  return Math.floor((performance.timeOrigin + performance.now()) * 1000);
-}
 
 /** RFC 3339 UTC with exactly six fractional digits and `Z`. */
 export function formatMicros(micros: number): string {

@@ -11,9 +11,8 @@ import { lineInFile, PG_HBA_MD5_LINE } from "../postgres/files.ts";
 import { basebackupCommand, getBasebackup, libpqBasebackupSource } from "../storage/basebackup.ts";
 import { checkSafekeepersSynced } from "../storage/safekeepers.ts";
 import { syncSafekeepersWithRetries } from "../storage/sync-safekeepers.ts";
+import { elapsedMs } from "../util/clock.ts";
 import type { ComputeEnv } from "./env.ts";
-
-const elapsedMs = (t0: number) => Math.round(performance.now() - t0);
 
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(

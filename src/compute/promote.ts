@@ -12,6 +12,7 @@ import { failpoint, failpointsEnabled } from "../failpoints.ts";
 import type { LfcManager } from "../lfc/manager.ts";
 import { log } from "../log.ts";
 import { maintenanceClient } from "../postgres/client.ts";
+import { elapsedMs } from "../util/clock.ts";
 
 /** The few SQL calls the promotion makes; each answers its rows as arrays of column values. */
 export interface PromoteSql {
@@ -40,11 +41,6 @@ export const CATCH_UP_RETRIES = 20;
 
 // Keyed by the lifecycle, so a rebuilt route group cannot start a second promotion.
 const runs = new WeakMap<PromoteTarget, Promise<PromoteState>>();
-
-/** u32 milliseconds since `t0`, truncated like the reference's `as_millis() as u32`. */
-function elapsedMs(t0: number): number {
-  return Math.min(Math.floor(performance.now() - t0), 0xffffffff);
-}
 
 async function defaultConnect(connstr: URL): Promise<PromoteSql> {
   const sql = await maintenanceClient(connstr);

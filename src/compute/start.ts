@@ -13,11 +13,10 @@ import {
 import { localClient } from "../postgres/client.ts";
 import { lineInFile, withTmpOverride } from "../postgres/files.ts";
 import { pgCtlReload, spawnPostgres, waitForPostgres } from "../postgres/process.ts";
+import { elapsedMs, nowMicros } from "../util/clock.ts";
 import { applySpec } from "./apply.ts";
 import type { ComputeEnv } from "./env.ts";
 import { preparePgdata, writeConf } from "./prepare-pgdata.ts";
-
-const elapsedMs = (t0: number) => Math.round(performance.now() - t0);
 
 /** Lifts the cluster size limit while compute_ctl itself creates roles and extensions. */
 const CATALOG_UPDATE_OVERRIDE = "neon.max_cluster_size=-1";
@@ -72,13 +71,7 @@ export async function startCompute(
     void reportInstalledExtensions(params.connstr, env.metrics);
   }
   timings.config_ms = elapsedMs(t1);
-  timings.total_startup_ms = Math.max(
-    0,
-    Math.round(
-      (Math.floor((performance.timeOrigin + performance.now()) * 1000) - state.startTimeMicros) /
-        1000,
-    ),
-  );
+  timings.total_startup_ms = Math.max(0, Math.floor((nowMicros() - state.startTimeMicros) / 1000));
   log.info("compute start finished", { metrics: JSON.stringify(timings), postmaster_pid: pg.pid });
   return pg;
 }

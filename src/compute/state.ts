@@ -4,6 +4,7 @@
 import { type ComputeMetrics, emptyComputeMetrics } from "../api/responses.ts";
 import { log } from "../log.ts";
 import type { Metrics } from "../monitor/metrics.ts";
+import { nowMicros } from "../util/clock.ts";
 import { BUILD_TAG } from "../version.ts";
 import { type ComputeStatus, displayStatus } from "./status.ts";
 
@@ -64,7 +65,7 @@ export class ComputeState {
 
   constructor(
     private readonly metrics: Metrics,
-    startTimeMicros: number = Math.floor((performance.timeOrigin + performance.now()) * 1000),
+    startTimeMicros: number = nowMicros(),
   ) {
     this.startTimeMicros = startTimeMicros;
     this.#publish();

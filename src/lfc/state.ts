@@ -28,7 +28,4 @@ export function prewarmSettled(s: LfcPrewarmState): boolean {
   return s.status !== "prewarming";
 }
 
-/** u32 milliseconds, truncated like Rust's `as_millis() as u32`. */
-export function elapsedMs(since: number): number {
-  return Math.min(Math.floor(performance.now() - since), 0xffffffff);
-}
+export { elapsedMs } from "../util/clock.ts";

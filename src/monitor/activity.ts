@@ -7,8 +7,9 @@ import type { ComputeState } from "../compute/state.ts";
 import type { ComputeStatus } from "../compute/status.ts";
 import { displayStatus } from "../compute/status.ts";
 import { formatOneLine } from "../errors.ts";
-import { nowMicros, log as rootLog } from "../log.ts";
+import { log as rootLog } from "../log.ts";
 import { localClient } from "../postgres/client.ts";
+import { nowMicros } from "../util/clock.ts";
 import type { Metrics } from "./metrics.ts";
 
 export const MONITOR_INTERVAL_MS = 500;

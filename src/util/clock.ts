@@ -1,0 +1,12 @@
+// Time as compute_ctl measures it: wall-clock microseconds (Date has only ms) and elapsed
+// milliseconds, truncated as the reference's `as_millis()` (capped at u32 where it reports u32).
+
+/** Microseconds since the epoch. */
+export function nowMicros(): number {
+  return Math.floor((performance.timeOrigin + performance.now()) * 1000);
+}
+
+/** Whole milliseconds since `t0` (a `performance.now()` value). */
+export function elapsedMs(t0: number): number {
+  return Math.min(Math.floor(performance.now() - t0), 0xffffffff);
+}

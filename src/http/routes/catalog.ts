@@ -68,6 +68,17 @@ const CONNECT_SQLSTATES = /^(08|28|3D|57P0[1-3]|53300)/;
  * failed. (postgres.js connects lazily on the first statement, and its reserve() hangs without
  * type fetching, so connect failures are told apart by what they are.)
  */
+/**
+ * A `.catch` handler for a statement of a route: `<what failed>: <Postgres error>`, or "Failed
+ * to connect to the database" when the statement's implicit connect is what failed.
+ */
+export function stepFailed(what: string): (err: unknown) => never {
+  return (err) => {
+    const step = isConnectError(err) ? "Failed to connect to the database" : what;
+    throw new Error(`${step}: ${postgresErrorText(err)}`, { cause: err });
+  };
+}
+
 export function isConnectError(err: unknown): boolean {
   if (err instanceof postgres.PostgresError) return CONNECT_SQLSTATES.test(err.code);
   const code = (err as { code?: unknown } | null)?.code;

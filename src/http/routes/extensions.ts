@@ -8,7 +8,7 @@ import type { ComputeState } from "../../compute/state.ts";
 import { localClient } from "../../postgres/client.ts";
 import { pgQuote } from "../../spec/quote.ts";
 import { HttpError, jsonBody, jsonResponse, requireRunning } from "../app.ts";
-import { isConnectError, postgresErrorText } from "./catalog.ts";
+import { stepFailed } from "./catalog.ts";
 
 const INSTALLED_VERSION =
   "SELECT extversion FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) $1";
@@ -26,15 +26,10 @@ export async function installExtension(
     applicationName: "compute_ctl:install_extension",
     database: req.database,
   });
-  // The first statement also connects: a failure to connect is reported as such.
-  const failed = (what: string) => (err: unknown) => {
-    const step = isConnectError(err) ? "Failed to connect to the database" : what;
-    throw new Error(`${step}: ${postgresErrorText(err)}`, { cause: err });
-  };
   try {
     const rows = await sql
       .unsafe<{ extversion: string }[]>(INSTALLED_VERSION, [req.extension])
-      .catch(failed(`Failed to execute query: ${INSTALLED_VERSION}`));
+      .catch(stepFailed(`Failed to execute query: ${INSTALLED_VERSION}`));
     const installed = rows[0]?.extversion;
     if (installed === req.version) return installed;
     const ext = pgQuote(req.extension);
@@ -46,7 +41,7 @@ export async function installExtension(
     await sql
       .unsafe(statement)
       .simple()
-      .catch(failed(`Failed to execute query: ${statement}`));
+      .catch(stepFailed(`Failed to execute query: ${statement}`));
     return req.version;
   } finally {
     await sql.end({ timeout: 1 }).catch(() => {});

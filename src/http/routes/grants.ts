@@ -8,7 +8,7 @@ import type { ComputeState } from "../../compute/state.ts";
 import { localClient } from "../../postgres/client.ts";
 import { pgQuote } from "../../spec/quote.ts";
 import { HttpError, jsonBody, jsonResponse, requireRunning } from "../app.ts";
-import { isConnectError, postgresErrorText } from "./catalog.ts";
+import { stepFailed } from "./catalog.ts";
 
 // pg_user, as the reference: only login roles are found, so a NOLOGIN role is always granted to.
 const HELD_PRIVILEGES =
@@ -30,15 +30,10 @@ export async function setRoleGrants(
     applicationName: "compute_ctl:set_role_grants",
     database: req.database,
   });
-  // The first statement also connects: a failure to connect is reported as such.
-  const failed = (what: string) => (err: unknown) => {
-    const step = isConnectError(err) ? "Failed to connect to the database" : what;
-    throw new Error(`${step}: ${postgresErrorText(err)}`, { cause: err });
-  };
   try {
     const rows = await sql
       .unsafe<{ privilege_type: string }[]>(HELD_PRIVILEGES, [req.role, req.schema])
-      .catch(failed(`Failed to execute query: ${HELD_PRIVILEGES}`));
+      .catch(stepFailed(`Failed to execute query: ${HELD_PRIVILEGES}`));
     const held = new Set(rows.map((r) => r.privilege_type));
     // Enum members only, so they go into the statement verbatim; names are quoted.
     const missing = req.privileges.filter((p) => !held.has(p));
@@ -47,7 +42,7 @@ export async function setRoleGrants(
     await sql
       .unsafe(grant)
       .simple()
-      .catch(failed(`Failed to execute query: ${grant}`));
+      .catch(stepFailed(`Failed to execute query: ${grant}`));
   } finally {
     await sql.end({ timeout: 1 }).catch(() => {});
   }

@@ -14,7 +14,6 @@ import type { ComputeMetrics } from "../api/responses.ts";
 import type { RemoteExtSpec } from "../api/spec.ts";
 import { type Logger, log as rootLog } from "../log.ts";
 import { httpStatusLabel, type Metrics } from "../monitor/metrics.ts";
-import { pgMajorVersion } from "../postgres/tools.ts";
 import { BUILD_TAG } from "../version.ts";
 import { installPlan, planArchive } from "./archive.ts";
 import { archivePath, goArch, isAllowed, preloadLibraries, resolveExtension } from "./spec.ts";
@@ -31,8 +30,8 @@ export interface RemoteExtensionsOptions {
   baseUrl: string | null;
   /** PgTools.pgConfig (the pg_config beside --pgbin). */
   pgConfig: string;
-  /** The Postgres major version; read from `pg_config --version` when omitted. */
-  pgMajor?: number;
+  /** The Postgres major version (run.ts has read it from `pg_config --version`). */
+  pgMajor: number;
   /** For compute_ctl_remote_ext_requests_total. */
   metrics: Pick<Metrics, "remoteExtRequests">;
   /** ComputeState.timings: prepareAtStart fills the four extension fields of /metrics.json. */
@@ -79,7 +78,6 @@ export class RemoteExtensions {
   readonly #opts: RemoteExtensionsOptions;
   readonly #log: Logger;
   #dirs: Promise<PgDirs> | null = null;
-  #major: Promise<number> | null = null;
   /** Archive name -> the download in flight, or true once it completed. */
   readonly #progress = new Map<string, Promise<number> | true>();
 
@@ -87,7 +85,6 @@ export class RemoteExtensions {
     this.#opts = opts;
     this.#log = opts.logger ?? rootLog;
     if (opts.dirs) this.#dirs = Promise.resolve(opts.dirs);
-    if (opts.pgMajor !== undefined) this.#major = Promise.resolve(opts.pgMajor);
   }
 
   /** Whether --remote-ext-base-url was given. */
@@ -107,23 +104,12 @@ export class RemoteExtensions {
     return this.#dirs;
   }
 
-  #pgMajor(): Promise<number> {
-    if (!this.#major) {
-      const p = pgMajorVersion(this.#opts.pgConfig);
-      this.#major = p;
-      p.catch(() => {
-        if (this.#major === p) this.#major = null;
-      });
-    }
-    return this.#major;
-  }
-
   /** `{BUILD_TAG}/{arch}/v{PG}/extensions/{ext}.tar.zst` */
   async archivePath(ext: string): Promise<string> {
     return archivePath(
       this.#opts.buildTag ?? BUILD_TAG,
       this.#opts.arch ?? goArch(),
-      await this.#pgMajor(),
+      this.#opts.pgMajor,
       ext,
     );
   }

@@ -58,6 +58,7 @@ function setup(spec: ReturnType<typeof pspec> | null = null, startMicros?: numbe
     remote: new RemoteExtensions({
       baseUrl: null,
       pgConfig: "/usr/lib/postgresql/15/bin/pg_config",
+      pgMajor: 15,
       metrics,
     }),
     tls: null,

@@ -45,6 +45,7 @@ function remote(opts: { metrics?: Metrics; timings?: ComputeMetrics; baseUrl?: s
   return new RemoteExtensions({
     baseUrl: opts.baseUrl === undefined ? `${gw.baseUrl}/` : opts.baseUrl,
     pgConfig,
+    pgMajor: 15,
     metrics: opts.metrics ?? createMetrics(),
     timings: opts.timings,
     downloadTimeoutMs: 5_000,

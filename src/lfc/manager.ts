@@ -8,15 +8,11 @@ import { failpoint } from "../failpoints.ts";
 import { type Logger, log as rootLog } from "../log.ts";
 import { httpStatusLabel, type Metrics } from "../monitor/metrics.ts";
 import { maintenanceClient } from "../postgres/client.ts";
+import { elapsedMs } from "../util/clock.ts";
 import { readBody, type StorageTarget, storageFetch, storageTarget } from "./endpoint-storage.ts";
 import { readLocalCacheState } from "./local-cache.ts";
 import { cancelQuery } from "./pg-cancel.ts";
-import {
-  elapsedMs,
-  type LfcOffloadState,
-  type LfcPrewarmState,
-  periodicOffloadAllowed,
-} from "./state.ts";
+import { type LfcOffloadState, type LfcPrewarmState, periodicOffloadAllowed } from "./state.ts";
 
 export interface LfcManagerOptions {
   /** The local Postgres (the --connstr URL). */

@@ -27,5 +27,3 @@ export function periodicOffloadAllowed(prewarm: LfcPrewarmState): boolean {
 export function prewarmSettled(s: LfcPrewarmState): boolean {
   return s.status !== "prewarming";
 }
-
-export { elapsedMs } from "../util/clock.ts";

@@ -125,11 +125,7 @@ async function main(): Promise<void> {
 
   const pg = await startTestPostgres();
   await pg.sql
-    .unsafe(
-      await Bun.file(
-        `${import.meta.dir}/../../shared/reference/fixtures/neon_lfc_standin.sql`,
-      ).text(),
-    )
+    .unsafe(await Bun.file(`${import.meta.dir}/../test/fixtures/neon_lfc_standin.sql`).text())
     .simple();
   await pg.sql.unsafe(
     `CREATE OR REPLACE FUNCTION neon.get_local_cache_state(max_chunks integer DEFAULT NULL)

@@ -4,7 +4,7 @@ import { startFakeEndpointStorage } from "../fakes/endpoint-storage.ts";
 import { TENANT, TIMELINE } from "./stack.ts";
 
 const STANDIN = await Bun.file(
-  new URL("../../../shared/reference/fixtures/neon_lfc_standin.sql", import.meta.url).pathname,
+  new URL("../fixtures/neon_lfc_standin.sql", import.meta.url).pathname,
 ).text();
 
 export async function endpointStorageFixture(

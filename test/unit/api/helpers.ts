@@ -1,9 +1,8 @@
-// Shared by the api tests: the reference fixtures (../shared beside the repo, in CI as well) and
-// small document builders.
+// Shared by the api tests: the reference fixtures in test/fixtures/ and small document builders.
 import { SchemaError } from "../../../src/api/decode.ts";
 
-/** /work/shared/reference/fixtures/, computed once from this file's location. */
-export const FIXTURES_DIR = new URL("../../../../shared/reference/fixtures/", import.meta.url);
+/** test/fixtures/, computed once from this file's location. */
+export const FIXTURES_DIR = new URL("../../fixtures/", import.meta.url);
 
 export function fixturePath(name: string): string {
   return new URL(name, FIXTURES_DIR).pathname;

@@ -18,11 +18,8 @@ import allowList from "./openapi-allowlist.json";
 
 type Json = Record<string, unknown>;
 
-// ../shared beside the repo, as test/unit/api/helpers.ts finds the other fixtures.
-const REFERENCE_YAML = new URL(
-  "../../../../shared/reference/fixtures/openapi_spec.yaml",
-  import.meta.url,
-).pathname;
+// The reference's OpenAPI document, kept in test/fixtures/.
+const REFERENCE_YAML = new URL("../../fixtures/openapi_spec.yaml", import.meta.url).pathname;
 const METHODS = ["get", "put", "post", "delete", "patch", "head", "options"];
 
 const doc = buildOpenApiDocument();

@@ -27,9 +27,7 @@ const TENANT = "3b1f8d1c2a9e4f5d8c7b6a5f4e3d2c1b";
 const TIMELINE = "a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5";
 const ENDPOINT = "ep-quiet-lake-123456";
 const TOKEN = "storage-token";
-const STANDIN = await Bun.file(
-  `${import.meta.dir}/../../../../shared/reference/fixtures/neon_lfc_standin.sql`,
-).text();
+const STANDIN = await Bun.file(`${import.meta.dir}/../../fixtures/neon_lfc_standin.sql`).text();
 const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
 
 // The periodic-offload tests watch several one-second ticks.

@@ -28,9 +28,7 @@ setDefaultTimeout(30_000);
 const TENANT = "0123456789abcdef0123456789abcdef";
 const TIMELINE = "fedcba9876543210fedcba9876543210";
 const ENDPOINT = "ep-routes-1";
-const STANDIN = await Bun.file(
-  `${import.meta.dir}/../../../../shared/reference/fixtures/neon_lfc_standin.sql`,
-).text();
+const STANDIN = await Bun.file(`${import.meta.dir}/../../fixtures/neon_lfc_standin.sql`).text();
 
 let pg: TestPostgres;
 let storage: FakeEndpointStorage;

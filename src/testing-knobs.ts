@@ -35,3 +35,9 @@ export const pgKnobs = {
   /** Multiplier on the sync-safekeepers retry backoff (1 = the reference's delays). */
   syncSkBackoffScale: factor("COMPUTE_CTL_TESTING_SYNC_SK_BACKOFF_SCALE", 1),
 };
+
+/**
+ * COMPUTE_CTL_TESTING_HOST_ROOT: a directory under which fixed host paths are taken instead of
+ * `/` (see util/host.ts). Unset or empty: the real host.
+ */
+export const hostRoot: string | undefined = process.env.COMPUTE_CTL_TESTING_HOST_ROOT || undefined;

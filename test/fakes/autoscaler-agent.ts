@@ -108,7 +108,7 @@ export class FakeAgent {
   static async connected(url: string): Promise<FakeAgent> {
     const agent = await FakeAgent.connect(url);
     const answer = await agent.handshake({ min: 1, max: 1 });
-    if (answer.version !== 1) throw new Error(`handshake refused: ${JSON.stringify(answer)}`);
+    if (answer?.version !== 1) throw new Error(`handshake refused: ${JSON.stringify(answer)}`);
     return agent;
   }
 

@@ -42,6 +42,12 @@ export const pgKnobs = {
  */
 export const hostRoot: string | undefined = process.env.COMPUTE_CTL_TESTING_HOST_ROOT || undefined;
 
+/**
+ * AUTOSCALING: set (to anything, even empty) by the control plane on autoscaling VMs. The
+ * vm-monitor then runs once the compute is running.
+ */
+export const autoscaling: boolean = process.env.AUTOSCALING !== undefined;
+
 /** The sidecar knobs: the pgbouncer admin console's port and the periodic sidecar tasks. */
 export const sidecarKnobs = {
   /** The pgbouncer admin console's port (6432, as the image's pgbouncer.ini). */
@@ -58,7 +64,7 @@ export const sidecarKnobs = {
  * collectors. Read once.
  */
 export const hostEnv = {
-  autoscaling: process.env.AUTOSCALING !== undefined,
+  autoscaling,
   pgbouncerPassword: process.env.PGBOUNCER_PASSWORD ?? null,
   auditEndpoint: process.env.AUDIT_LOGGING_ENDPOINT ?? "",
   auditTlsEndpoint: process.env.AUDIT_LOGGING_TLS_ENDPOINT ?? "",

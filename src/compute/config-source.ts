@@ -4,7 +4,7 @@ import { ComputeConfig, ControlPlaneConfigResponse } from "../api/config.ts";
 import { parseJson } from "../api/decode.ts";
 import { ComputeSpec } from "../api/spec.ts";
 import type { Params } from "../cli.ts";
-import { ConfigError, formatOneLine } from "../errors.ts";
+import { ConfigError } from "../errors.ts";
 import type { Jwks } from "../http/auth.ts";
 import { log } from "../log.ts";
 import type { Metrics } from "../monitor/metrics.ts";
@@ -23,9 +23,7 @@ async function readFile(path: string, flag: string): Promise<string> {
   try {
     return await Bun.file(path).text();
   } catch (err) {
-    throw new ConfigError(`cannot read ${flag} file ${path}: ${formatOneLine(err)}`, {
-      cause: err,
-    });
+    throw new ConfigError(`cannot read ${flag} file ${path}`, { cause: err });
   }
 }
 
@@ -41,7 +39,7 @@ function decodeFile<T>(decode: () => T, path: string, flag: string): T {
   try {
     return decode();
   } catch (err) {
-    throw new ConfigError(`invalid ${flag} file ${path}: ${formatOneLine(err)}`, { cause: err });
+    throw new ConfigError(`invalid ${flag} file ${path}`, { cause: err });
   }
 }
 

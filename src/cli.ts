@@ -14,6 +14,7 @@ import {
 } from "citty";
 import { ConfigError, UsageError } from "./errors.ts";
 import { type LogFormat, type LogLevelName, parseLevelFilter } from "./log.ts";
+import { closestName } from "./util/suggest.ts";
 import { BUILD_TAG, BUILD_TARGET, VERSION } from "./version.ts";
 
 export interface Params {
@@ -264,6 +265,13 @@ function isArgName(s: string): s is ArgName {
   return Object.hasOwn(args, s);
 }
 
+/** clap's wording, with a suggestion when the name looks like a typo of a real one. */
+function unknownLong(long: string): UsageError {
+  const near = closestName(long, Object.keys(args));
+  const tip = near === undefined ? "" : ` (did you mean '--${near}'?)`;
+  return new UsageError(`unexpected argument '--${long}' found${tip}`);
+}
+
 /** clap's rule: a following token starting with '-' (other than '-' alone) is a new argument. */
 function looksLikeFlag(token: string): boolean {
   return token.startsWith("-") && token !== "-";
@@ -369,7 +377,7 @@ function scan(argv: string[]): Given | Early {
       const long = eq === -1 ? token.slice(2) : token.slice(2, eq);
       const attached = eq === -1 ? undefined : token.slice(eq + 1);
       // clap does not infer abbreviations, so only an exact long name matches.
-      if (!isArgName(long)) throw new UsageError(`unexpected argument '--${long}' found`);
+      if (!isArgName(long)) throw unknownLong(long);
       const def = defOf(long);
       let value: string | true;
       if (!takesValue(def)) {
@@ -434,6 +442,16 @@ function usageLine(): string {
   return `compute_ctl [OPTIONS] ${required.map(display).join(" ")}`;
 }
 
+/** The subcommands main.ts dispatches before the flags are parsed, as --help lists them. */
+export const SUBCOMMANDS: [string, string][] = [
+  ["spec plan", "Print the statements applying a spec would run, changing nothing"],
+];
+
+/** What a usage error ends with: where to read how the command is used. */
+export function helpHint(command = "compute_ctl"): string {
+  return `see '${command} --help'`;
+}
+
 /**
  * The --help text, rendered from the same definitions as the parser: every flag with its short
  * form, value name, description, environment variable, default and possible values.
@@ -460,8 +478,13 @@ export function renderHelp(): string {
     DESCRIPTION,
     "",
     `Usage: ${usageLine()}`,
+    `       compute_ctl <COMMAND> [ARGS]`,
     "",
     "Exactly one of --config, --control-plane-uri or --spec-path is required.",
+    "",
+    "Commands:",
+    ...SUBCOMMANDS.map(([name, what]) => `  ${name.padEnd(11)}${what}`),
+    "  Each has its own --help, e.g. `compute_ctl spec plan --help`.",
     "",
     "Options:",
     ...lines,

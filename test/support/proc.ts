@@ -104,7 +104,8 @@ export function removeQuietly(path: string): boolean {
 
 const VERBOSE = !!process.env.TEST_VERBOSE;
 
-type Stdio = "pipe" | "inherit" | "ignore";
+// A number is an open file descriptor the child writes to (e.g. a log file).
+type Stdio = "pipe" | "inherit" | "ignore" | number;
 
 export interface SpawnAsOptions<Out extends Stdio = "pipe", Err extends Stdio = "pipe"> {
   /** Added to the test process's environment; an undefined value removes a variable. */

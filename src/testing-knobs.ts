@@ -41,3 +41,9 @@ export const pgKnobs = {
  * `/` (see util/host.ts). Unset or empty: the real host.
  */
 export const hostRoot: string | undefined = process.env.COMPUTE_CTL_TESTING_HOST_ROOT || undefined;
+
+/**
+ * AUTOSCALING: set (to anything, even empty) by the control plane on autoscaling VMs. The
+ * vm-monitor then runs once the compute is running.
+ */
+export const autoscaling: boolean = process.env.AUTOSCALING !== undefined;

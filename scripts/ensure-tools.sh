@@ -51,7 +51,9 @@ fi
 export PG_BINDIR
 
 if [ ! -d "$_root/node_modules" ] || [ "$_root/package.json" -nt "$_root/node_modules" ]; then
-  (cd "$_root" && bun install --frozen-lockfile >&2 2>/dev/null || bun install >&2) || {
+  # Errors only: the install itself is not news.
+  (cd "$_root" && { bun install --frozen-lockfile --no-progress --no-summary >/dev/null 2>&1 ||
+    bun install --no-progress --no-summary >/dev/null; }) || {
     echo "error: bun install failed" >&2
     return 1 2>/dev/null || exit 1
   }

@@ -15,7 +15,7 @@ import { configureLogging, log } from "./log.ts";
 import { createMetrics, type Metrics } from "./metrics/registry.ts";
 import { raiseCoreLimit } from "./postgres/rlimit.ts";
 import { pgMajorVersion, resolvePgTools } from "./postgres/tools.ts";
-import { knobs } from "./testing-knobs.ts";
+import { environment, knobs } from "./testing-knobs.ts";
 import { BUILD_TAG } from "./version.ts";
 
 const SIGNAL_NUMBERS = { SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 } as const;
@@ -70,7 +70,7 @@ async function runCompute(
 ): Promise<number> {
   try {
     try {
-      initFailpoints(process.env);
+      initFailpoints(environment.failpoints());
     } catch (err) {
       throw new ConfigError(`invalid FAILPOINTS: ${formatOneLine(err)}`, { cause: err });
     }
@@ -128,7 +128,7 @@ async function runCompute(
       remote,
       pgDump: tools.pgDump,
       jwks: config.jwks,
-      instanceIdBypass: process.env.INSTANCE_ID !== undefined,
+      instanceIdBypass: environment.instanceIdSet(),
     });
     return await lifecycle.run();
   } catch (err) {

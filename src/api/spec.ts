@@ -42,9 +42,12 @@ export function defaulted<S extends TSchema>(schema: S, value: Static<S>): S {
 export const U8 = T.Integer({ minimum: 0, maximum: 255 });
 export const U32 = T.Integer({ minimum: 0, maximum: 4294967295 });
 export const U64 = T.Integer({ minimum: 0, maximum: Number(2n ** 64n - 1n) });
+export const I32 = T.Integer({ minimum: -2147483648, maximum: 2147483647 });
 export const I64 = T.Integer({ minimum: -Number(2n ** 63n), maximum: Number(2n ** 63n - 1n) });
 /** NonZeroU64: 0 is a parse error in the reference. */
 export const NonZeroU64 = T.Integer({ minimum: 1, maximum: Number(2n ** 64n - 1n) });
+/** A u64 this side only sends (a response field): the published schema states no upper bound. */
+export const SentU64 = T.Integer({ minimum: 0 });
 
 /** TenantId / TimelineId: 32 hex digits, either case on input, lower case once decoded. */
 export const HexId = T.String({
@@ -198,6 +201,12 @@ export type PageserverShardInfo = Static<typeof PageserverShardInfo>;
 
 /** ShardIndex as a map key: "NNCC", shard number then shard count, 2 hex digits each. */
 export const SHARD_INDEX_PATTERN = "^[0-9A-Fa-f]{4}$";
+
+/** The ShardIndex key "NNCC" of shard `number` of `count` (lower-case hex, as the reference). */
+export function shardIndex(number: number, count: number): string {
+  const hex2 = (n: number) => n.toString(16).padStart(2, "0");
+  return `${hex2(number)}${hex2(count)}`;
+}
 
 export const PageserverConnectionInfo = T.Object(
   {

@@ -1,5 +1,6 @@
 // What the lifecycle needs from the outside world, assembled once in run.ts: parameters,
 // Postgres tooling, the state, the child registry and the metrics.
+import type { TlsConfig } from "../api/spec.ts";
 import type { Params } from "../config/params.ts";
 import type { RemoteExtensions } from "../extensions/remote.ts";
 import type { LfcManager } from "../lfc/manager.ts";
@@ -25,5 +26,5 @@ export interface ComputeEnv {
    */
   extensionStatsIntervalSeconds: number;
   /** compute_ctl_config.tls: Postgres's certificate and key, when given. */
-  tls: { key_path: string; cert_path: string } | null;
+  tls: TlsConfig | null;
 }

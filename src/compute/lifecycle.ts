@@ -11,7 +11,7 @@ import { startInstalledExtensionsTask } from "../monitor/installed-extensions.ts
 import { findCoreDumps, logCoreDumpBacktraces } from "../postgres/process.ts";
 import { startLsnLeaseLoop, tenantShardId } from "../storage/lsn-lease.ts";
 import { syncSafekeepers } from "../storage/sync-safekeepers.ts";
-import { autoscaling, knobs } from "../testing-knobs.ts";
+import { environment, knobs } from "../testing-knobs.ts";
 import { nowMicros } from "../util/clock.ts";
 import { parseConnstr, startVmMonitor } from "../vm-monitor/index.ts";
 import type { ComputeEnv } from "./env.ts";
@@ -268,7 +268,7 @@ export class Lifecycle {
     if (pspec.spec.autoprewarm) lfc.prewarm();
     const interval = pspec.spec.offload_lfc_interval_seconds;
     if (interval) tasks.push(lfc.startPeriodicOffload(interval));
-    const vmMonitor = autoscaling ? this.#startVmMonitor(pspec) : null;
+    const vmMonitor = environment.autoscaling() ? this.#startVmMonitor(pspec) : null;
     if (vmMonitor) tasks.push(vmMonitor);
     return tasks;
   }

@@ -11,6 +11,7 @@ import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from
 import { userInfo } from "node:os";
 import type { Socket } from "bun";
 import { log } from "../log.ts";
+import { environment } from "../testing-knobs.ts";
 
 export interface ConnParams {
   host: string;
@@ -69,7 +70,7 @@ function defaultUser(): string {
   try {
     return userInfo().username;
   } catch {
-    return process.env.USER ?? "postgres";
+    return environment.user() ?? "postgres";
   }
 }
 

@@ -6,6 +6,7 @@ import type { RemoteExtensions } from "../extensions/remote.ts";
 import type { LfcManager } from "../lfc/manager.ts";
 import type { Metrics } from "../metrics/registry.ts";
 import type { PgTools } from "../postgres/tools.ts";
+import type { Sidecars } from "../sidecars/sidecars.ts";
 import type { Children } from "./children.ts";
 import type { ComputeState } from "./state.ts";
 
@@ -28,4 +29,6 @@ export interface ComputeEnv {
   readonly extensionStatsIntervalSeconds: number;
   /** compute_ctl_config.tls: Postgres's certificate and key, when given. */
   readonly tls: TlsConfig | null;
+  /** pgbouncer, local_proxy, rsyslog and the other neighbours in the compute image. */
+  readonly sidecars: Sidecars;
 }

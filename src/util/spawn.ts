@@ -5,6 +5,7 @@
 // Postgres's own processes notice their postmaster's death by themselves.
 import { accessSync, constants } from "node:fs";
 import type { SpawnOptions, Subprocess } from "bun";
+import { environment } from "../testing-knobs.ts";
 
 let prefix: string[] | undefined;
 let missingWarning: string | null = null;
@@ -12,7 +13,10 @@ let missingWarning: string | null = null;
 /** The command prefix that sets the parent-death signal, or [] where setpriv is not found. */
 export function parentDeathPrefix(): string[] {
   if (prefix === undefined) {
-    const setpriv = process.platform === "linux" ? Bun.which("setpriv") : null;
+    const setpriv =
+      process.platform === "linux"
+        ? Bun.which("setpriv", { PATH: environment.path() ?? "" })
+        : null;
     prefix = setpriv ? [setpriv, "--pdeathsig", "KILL", "--"] : [];
     if (!setpriv && process.platform === "linux") {
       missingWarning =
@@ -62,7 +66,7 @@ export function spawnChild<
       }
     } else {
       const path = (opts.env as Record<string, string | undefined> | undefined)?.PATH;
-      if (Bun.which(program, path === undefined ? {} : { PATH: path }) === null) {
+      if (Bun.which(program, { PATH: path ?? environment.path() ?? "" }) === null) {
         throw spawnError("ENOENT", program);
       }
     }

@@ -17,6 +17,7 @@ import { raiseCoreLimit } from "./postgres/rlimit.ts";
 import { pgMajorVersion, resolvePgTools } from "./postgres/tools.ts";
 import { Sidecars } from "./sidecars/sidecars.ts";
 import { environment, hostEnv, knobs, sidecarKnobs } from "./testing-knobs.ts";
+import { releaseEarlySignalExit } from "./util/early-signals.ts";
 import { parentDeathWarning } from "./util/spawn.ts";
 import { BUILD_TAG } from "./version.ts";
 
@@ -24,6 +25,7 @@ const SIGNAL_NUMBERS = { SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 } as const;
 
 /** Resolves on the first SIGINT, SIGTERM or SIGQUIT; each one received is logged. */
 function terminationSignal(): Promise<void> {
+  releaseEarlySignalExit();
   return new Promise((resolve) => {
     for (const [name, signo] of Object.entries(SIGNAL_NUMBERS)) {
       process.on(name, () => {

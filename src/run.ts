@@ -5,6 +5,7 @@ import type { Params } from "./cli.ts";
 import { Children } from "./compute/children.ts";
 import { acquireConfig } from "./compute/config-source.ts";
 import { Lifecycle } from "./compute/lifecycle.ts";
+import { type Readiness, reportReadiness } from "./compute/readiness.ts";
 import { ComputeState } from "./compute/state.ts";
 import { ConfigError, formatOneLine } from "./errors.ts";
 import { RemoteExtensions } from "./extensions/remote.ts";
@@ -15,7 +16,10 @@ import { configureLogging, log } from "./log.ts";
 import { createMetrics, type Metrics } from "./monitor/metrics.ts";
 import { raiseCoreLimit } from "./postgres/rlimit.ts";
 import { pgMajorVersion, resolvePgTools } from "./postgres/tools.ts";
-import { knobs } from "./testing-knobs.ts";
+import { knobs, serviceEnv } from "./testing-knobs.ts";
+import { tracingConfigFromEnv } from "./tracing/config.ts";
+import { initTracing, shutdownTracing } from "./tracing/index.ts";
+import type { SdNotifier } from "./util/sd-notify.ts";
 import { BUILD_TAG } from "./version.ts";
 
 const SIGNAL_NUMBERS = { SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 } as const;
@@ -34,17 +38,51 @@ function installSignalHandlers(children: Children, onSignal: () => void): void {
       handling = true;
       onSignal();
       children.shutdown();
-      void children.drain(knobs.childGraceMs).finally(() => {
-        log.info("shutting down");
-        process.exit(1);
-      });
+      void children
+        .drain(knobs.childGraceMs)
+        .then(() => shutdownTracing())
+        .finally(() => {
+          log.info("shutting down");
+          process.exit(1);
+        });
     });
+  }
+}
+
+/**
+ * The systemd notification socket (Type=notify), when NOTIFY_SOCKET names one. It is removed from
+ * the environment either way: a child that inherits it (Debian's Postgres) would report READY=1
+ * on its own, before the compute is running.
+ */
+async function openNotifySocket(): Promise<SdNotifier | null> {
+  const address = serviceEnv.NOTIFY_SOCKET;
+  delete process.env.NOTIFY_SOCKET;
+  if (!address) return null;
+  try {
+    const { openSdNotify } = await import("./util/sd-notify.ts");
+    return openSdNotify(address, (message) => log.warn(message));
+  } catch (err) {
+    log.warn(`cannot notify systemd: ${formatOneLine(err)}`);
+    return null;
+  }
+}
+
+/** OpenTelemetry traces unless OTEL_SDK_DISABLED=true; a bad setting only turns them off. */
+async function startTracing(): Promise<void> {
+  const { config, problem } = tracingConfigFromEnv(serviceEnv, "compute_ctl");
+  if (problem) log.warn(problem);
+  try {
+    await initTracing(config);
+  } catch (err) {
+    log.warn(`tracing is off: ${formatOneLine(err)}`);
   }
 }
 
 export async function run(params: Params): Promise<number> {
   configureLogging({ level: params.logLevel, format: params.logFormat });
   log.info(`compute build_tag: ${BUILD_TAG}`);
+  const notifier = await openNotifySocket();
+  await startTracing();
   // Core dumps of Postgres are how crashes get diagnosed; a lower hard limit is only a warning
   // here (the reference exits 1).
   const core = raiseCoreLimit();
@@ -53,11 +91,26 @@ export async function run(params: Params): Promise<number> {
   const metrics = createMetrics();
   const children = new Children();
   let lifecycle: Lifecycle | null = null;
-  installSignalHandlers(children, () => lifecycle?.stopBySignal());
-
-  const code = await runCompute(params, metrics, children, (l) => {
-    lifecycle = l;
+  let readiness: Readiness | null = null;
+  installSignalHandlers(children, () => {
+    lifecycle?.stopBySignal();
+    readiness?.stopping();
   });
+
+  const code = await runCompute(params, metrics, children, {
+    onLifecycle: (l) => {
+      lifecycle = l;
+    },
+    onState: (state) => {
+      if (notifier) readiness = reportReadiness(state, (message) => notifier.send(message));
+    },
+  });
+  // Set in the callback above; TypeScript cannot see that.
+  const r = readiness as Readiness | null;
+  if (r) r.stopping();
+  else notifier?.send("STOPPING=1");
+  await shutdownTracing();
+  notifier?.close();
   log.info("shutting down");
   return code;
 }
@@ -66,7 +119,7 @@ async function runCompute(
   params: Params,
   metrics: Metrics,
   children: Children,
-  onLifecycle: (l: Lifecycle) => void,
+  hooks: { onLifecycle: (l: Lifecycle) => void; onState: (s: ComputeState) => void },
 ): Promise<number> {
   try {
     try {
@@ -89,6 +142,7 @@ async function runCompute(
     }
 
     const state = new ComputeState(metrics, Math.floor(performance.timeOrigin * 1000));
+    hooks.onState(state);
     let current: Lifecycle | null = null;
     const lfc = new LfcManager({
       connstr: params.connstr,
@@ -118,7 +172,7 @@ async function runCompute(
       pspec,
     );
     current = lifecycle;
-    onLifecycle(lifecycle);
+    hooks.onLifecycle(lifecycle);
     await startHttpServers({
       params,
       state,

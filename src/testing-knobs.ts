@@ -41,3 +41,18 @@ export const pgKnobs = {
  * `/` (see util/host.ts). Unset or empty: the real host.
  */
 export const hostRoot: string | undefined = process.env.COMPUTE_CTL_TESTING_HOST_ROOT || undefined;
+
+/**
+ * Not testing knobs: the service-manager and OpenTelemetry variables compute_ctl honours, read
+ * here so that the environment is read in one place. run.ts removes NOTIFY_SOCKET from the
+ * environment the children inherit.
+ */
+export const serviceEnv = {
+  NOTIFY_SOCKET: process.env.NOTIFY_SOCKET,
+  OTEL_SDK_DISABLED: process.env.OTEL_SDK_DISABLED,
+  OTEL_EXPORTER_OTLP_ENDPOINT: process.env.OTEL_EXPORTER_OTLP_ENDPOINT,
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+  OTEL_BSP_SCHEDULE_DELAY: process.env.OTEL_BSP_SCHEDULE_DELAY,
+  TRACEPARENT: process.env.TRACEPARENT,
+  TRACESTATE: process.env.TRACESTATE,
+};

@@ -11,6 +11,7 @@ import { findCoreDumps, logCoreDumpBacktraces } from "../postgres/process.ts";
 import { startLsnLeaseLoop, tenantShardId } from "../storage/lsn-lease.ts";
 import { syncSafekeepers } from "../storage/sync-safekeepers.ts";
 import { knobs } from "../testing-knobs.ts";
+import { inSpan, type SpanParent, startupTraceParent } from "../tracing/index.ts";
 import { nowMicros } from "../util/clock.ts";
 import type { ComputeEnv } from "./env.ts";
 import { reconfigureCompute, startCompute } from "./start.ts";
@@ -49,6 +50,8 @@ export class Lifecycle {
   #postgres: Subprocess | null = null;
   /** compute_ctl itself got SIGINT/SIGTERM/SIGQUIT: the signal handler owns the exit. */
   #signalled = false;
+  /** The span of the /configure request that started an Empty compute: start_compute's parent. */
+  #configureSpan: SpanParent | null = null;
 
   constructor(
     private readonly env: ComputeEnv,
@@ -104,9 +107,15 @@ export class Lifecycle {
     let startFailed = false;
     try {
       state.set("init");
-      await startCompute(this.env, pspec, (pg) => {
-        this.#postgres = pg;
-      });
+      // Part of the /configure request that brought the spec, else of TRACEPARENT's trace.
+      await inSpan(
+        "start_compute",
+        () =>
+          startCompute(this.env, pspec, (pg) => {
+            this.#postgres = pg;
+          }),
+        { parent: this.#configureSpan ?? startupTraceParent() },
+      );
       state.set("running");
       background.push(...this.#startBackgroundTasks(pspec));
     } catch (err) {
@@ -156,11 +165,15 @@ export class Lifecycle {
     return exitCode;
   }
 
-  /** POST /configure: accept a new spec in `empty` or `running`, then wait for the outcome. */
-  async configure(pspec: ParsedSpec): Promise<ConfigureResult> {
+  /**
+   * POST /configure: accept a new spec in `empty` or `running`, then wait for the outcome.
+   * `span` is the request's trace span; an Empty compute's start becomes part of it.
+   */
+  async configure(pspec: ParsedSpec, span: SpanParent | null = null): Promise<ConfigureResult> {
     const { state } = this.env;
     const from = state.status;
     if (from !== "empty" && from !== "running") return { kind: "invalid-status", status: from };
+    if (from === "empty") this.#configureSpan = span;
     this.#pspec = pspec;
     this.#recordSpec(pspec);
     state.set("configuration_pending");

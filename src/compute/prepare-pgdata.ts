@@ -11,6 +11,7 @@ import { lineInFile, PG_HBA_MD5_LINE } from "../postgres/files.ts";
 import { basebackupCommand, getBasebackup, libpqBasebackupSource } from "../storage/basebackup.ts";
 import { checkSafekeepersSynced } from "../storage/safekeepers.ts";
 import { syncSafekeepersWithRetries } from "../storage/sync-safekeepers.ts";
+import { inSpan } from "../tracing/index.ts";
 import { elapsedMs } from "../util/clock.ts";
 import type { ComputeEnv } from "./env.ts";
 
@@ -81,12 +82,14 @@ export async function selectLsn(env: ComputeEnv, pspec: ParsedSpec): Promise<str
   const t0 = performance.now();
   let synced: string | null = null;
   try {
-    synced = await checkSafekeepersSynced({
-      safekeepers: pspec.safekeeperConnstrings,
-      tenantId: pspec.tenantId,
-      timelineId: pspec.timelineId,
-      token: pspec.storageAuthToken,
-    });
+    synced = await inSpan("check_safekeepers_synced", () =>
+      checkSafekeepersSynced({
+        safekeepers: pspec.safekeeperConnstrings,
+        tenantId: pspec.tenantId,
+        timelineId: pspec.timelineId,
+        token: pspec.storageAuthToken,
+      }),
+    );
   } catch (err) {
     log.warn(`checking whether the safekeepers are synced failed: ${String(err)}`);
   }
@@ -95,12 +98,14 @@ export async function selectLsn(env: ComputeEnv, pspec: ParsedSpec): Promise<str
     log.info(`safekeepers are already synced at LSN ${synced}, skipping --sync-safekeepers`);
     return synced;
   }
-  const { lsn, ms } = await syncSafekeepersWithRetries({
-    pgbin: env.tools.postgres,
-    pgdata: env.params.pgdata,
-    token: pspec.storageAuthToken,
-    children: env.children,
-  });
+  const { lsn, ms } = await inSpan("sync_safekeepers", () =>
+    syncSafekeepersWithRetries({
+      pgbin: env.tools.postgres,
+      pgdata: env.params.pgdata,
+      token: pspec.storageAuthToken,
+      children: env.children,
+    }),
+  );
   timings.sync_safekeepers_ms = Math.round(ms);
   log.info(`safekeepers synced at LSN ${lsn}`);
   return lsn;
@@ -169,6 +174,8 @@ export async function preparePgdata(env: ComputeEnv, pspec: ParsedSpec): Promise
   await createPgdata(pgdata);
   await writeConf(env, pspec);
   const lsn = await selectLsn(env, pspec);
-  await fetchBasebackup(env, pspec, lsn);
+  await inSpan("get_basebackup", () => fetchBasebackup(env, pspec, lsn), {
+    attributes: { lsn },
+  });
   await fixupPgdata(pgdata, pspec);
 }

@@ -43,6 +43,12 @@ export const pgKnobs = {
 export const hostRoot: string | undefined = process.env.COMPUTE_CTL_TESTING_HOST_ROOT || undefined;
 
 /**
+ * AUTOSCALING: set (to anything, even empty) by the control plane on autoscaling VMs. The
+ * vm-monitor then runs once the compute is running.
+ */
+export const autoscaling: boolean = process.env.AUTOSCALING !== undefined;
+
+/**
  * Not testing knobs: the service-manager and OpenTelemetry variables compute_ctl honours, read
  * here so that the environment is read in one place. run.ts removes NOTIFY_SOCKET from the
  * environment the children inherit.

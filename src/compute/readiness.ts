@@ -1,8 +1,9 @@
 // The compute's status as systemd's readiness protocol (Type=notify) sees it: READY=1 when it
 // first reaches `running`, STATUS=<status> on every change (spelled as in /status), STOPPING=1
 // once when it begins to terminate.
+
+import type { ComputeStatus } from "../api/status.ts";
 import type { ComputeState } from "./state.ts";
-import type { ComputeStatus } from "./status.ts";
 
 const TERMINATING: readonly ComputeStatus[] = [
   "termination_pending_fast",

@@ -16,7 +16,8 @@ import { configureLogging, log } from "./log.ts";
 import { createMetrics, type Metrics } from "./metrics/registry.ts";
 import { raiseCoreLimit } from "./postgres/rlimit.ts";
 import { pgMajorVersion, resolvePgTools } from "./postgres/tools.ts";
-import { knobs, serviceEnv } from "./testing-knobs.ts";
+import { Sidecars } from "./sidecars/sidecars.ts";
+import { hostEnv, knobs, serviceEnv, sidecarKnobs } from "./testing-knobs.ts";
 import { tracingConfigFromEnv } from "./tracing/config.ts";
 import { initTracing, shutdownTracing } from "./tracing/index.ts";
 import type { SdNotifier } from "./util/sd-notify.ts";
@@ -168,6 +169,12 @@ async function runCompute(
         lfc,
         extensionStatsIntervalSeconds: params.installedExtensionsCollectionInterval,
         tls: config.tls,
+        sidecars: new Sidecars({
+          tls: config.tls,
+          autoscaling: hostEnv.autoscaling,
+          pgbouncerPassword: hostEnv.pgbouncerPassword,
+          pgbouncerPort: sidecarKnobs.pgbouncerPort,
+        }),
       },
       pspec,
     );

@@ -50,6 +50,9 @@ export async function startCompute(
   const { timings } = state;
   log.info(describe(pspec));
 
+  // pgbouncer is tuned in the background; Postgres never waits for it.
+  void env.sidecars.tunePgbouncerInBackground(pspec.spec);
+
   // Remote extensions' control files and preloaded libraries are fetched while PGDATA is
   // prepared, as the reference runs its pre-start tasks concurrently.
   await Promise.all([
@@ -138,6 +141,7 @@ export async function reconfigureCompute(env: ComputeEnv, pspec: ParsedSpec): Pr
   env.extensionStatsIntervalSeconds = collectionIntervalFromSpec(
     pspec.spec.suspend_timeout_seconds,
   );
+  void env.sidecars.tunePgbouncerInBackground(pspec.spec);
   await writeCheckedConf(env, pspec);
   await pgCtlReload(env.tools.pgCtl, pgdata);
   if (!pspec.spec.skip_pg_catalog_updates) {

@@ -15,6 +15,7 @@ import {
 import type { Params } from "./config/params.ts";
 import { ConfigError, UsageError } from "./errors.ts";
 import { type LogFormat, type LogLevelName, parseLevelFilter } from "./log.ts";
+import { closestName } from "./util/suggest.ts";
 import { BUILD_TAG, BUILD_TARGET, VERSION } from "./version.ts";
 
 export type CliResult =
@@ -239,6 +240,13 @@ function isArgName(s: string): s is ArgName {
   return Object.hasOwn(args, s);
 }
 
+/** clap's wording, with a suggestion when the name looks like a typo of a real one. */
+function unknownLong(long: string): UsageError {
+  const near = closestName(long, Object.keys(args));
+  const tip = near === undefined ? "" : ` (did you mean '--${near}'?)`;
+  return new UsageError(`unexpected argument '--${long}' found${tip}`);
+}
+
 /** clap's rule: a following token starting with '-' (other than '-' alone) is a new argument. */
 function looksLikeFlag(token: string): boolean {
   return token.startsWith("-") && token !== "-";
@@ -344,7 +352,7 @@ function scan(argv: string[]): Given | Early {
       const long = eq === -1 ? token.slice(2) : token.slice(2, eq);
       const attached = eq === -1 ? undefined : token.slice(eq + 1);
       // clap does not infer abbreviations, so only an exact long name matches.
-      if (!isArgName(long)) throw new UsageError(`unexpected argument '--${long}' found`);
+      if (!isArgName(long)) throw unknownLong(long);
       const def = defOf(long);
       let value: string | true;
       if (!takesValue(def)) {
@@ -409,6 +417,17 @@ function usageLine(): string {
   return `compute_ctl [OPTIONS] ${required.map(display).join(" ")}`;
 }
 
+/** The subcommands main.ts dispatches before the flags are parsed, as --help lists them. */
+export const SUBCOMMANDS: [string, string][] = [
+  ["spec plan", "Print the statements applying a spec would run, changing nothing"],
+  ["vm-monitor", "Run the vm-monitor alone, for the autoscaler agent"],
+];
+
+/** What a usage error ends with: where to read how the command is used. */
+export function helpHint(command = "compute_ctl"): string {
+  return `see '${command} --help'`;
+}
+
 /**
  * The --help text, rendered from the same definitions as the parser: every flag with its short
  * form, value name, description, environment variable, default and possible values.
@@ -435,8 +454,13 @@ export function renderHelp(): string {
     DESCRIPTION,
     "",
     `Usage: ${usageLine()}`,
+    `       compute_ctl <COMMAND> [ARGS]`,
     "",
     "Exactly one of --config, --control-plane-uri or --spec-path is required.",
+    "",
+    "Commands:",
+    ...SUBCOMMANDS.map(([name, what]) => `  ${name.padEnd(11)}${what}`),
+    "  Each has its own --help, e.g. `compute_ctl spec plan --help`.",
     "",
     "Options:",
     ...lines,
@@ -645,7 +669,9 @@ export function parseVmMonitorCli(argv: string[]): VmMonitorCliResult {
       const eq = token.indexOf("=");
       const long = eq === -1 ? token.slice(2) : token.slice(2, eq);
       if (!Object.hasOwn(VM_MONITOR_FLAGS, long)) {
-        throw new UsageError(`unexpected argument '--${long}' found`);
+        const near = closestName(long, Object.keys(VM_MONITOR_FLAGS));
+        const tip = near === undefined ? "" : ` (did you mean '--${near}'?)`;
+        throw new UsageError(`unexpected argument '--${long}' found${tip}`);
       }
       name = long as VmMonitorFlag;
       if (eq !== -1) value = token.slice(eq + 1);

@@ -13,20 +13,25 @@ export class ConfigError extends Error {
   override name = "ConfigError";
 }
 
-/** The messages of an error and its causes, outermost first. Non-Error causes are stringified. */
+/**
+ * The messages of an error and its causes, outermost first. Non-Error causes are stringified.
+ * A cause whose message the link before it already contains is left out: errors built as
+ * `new Error(\`context: ${cause.message}\`, { cause })` (ours or a library's) would otherwise
+ * say the same thing twice.
+ */
 export function errorChain(err: unknown): string[] {
   const out: string[] = [];
   const seen = new Set<unknown>();
   let cur: unknown = err;
   while (cur !== undefined && cur !== null && !seen.has(cur)) {
     seen.add(cur);
-    if (cur instanceof Error) {
-      out.push(cur.message);
-      cur = cur.cause;
-    } else {
-      out.push(String(cur));
-      break;
+    const message = cur instanceof Error ? cur.message : String(cur);
+    const previous = out[out.length - 1];
+    if (previous === undefined || message === "" || !previous.includes(message)) {
+      out.push(message);
     }
+    if (!(cur instanceof Error)) break;
+    cur = cur.cause;
   }
   return out;
 }

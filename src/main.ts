@@ -3,7 +3,7 @@
 // Exit codes: 2 for usage errors, 1 for configuration errors, failed starts and signals,
 // otherwise Postgres's own exit code. Everything past the command line is imported lazily, so
 // --help and --version answer without loading the HTTP, schema and JWT libraries.
-import { parseCli, parseVmMonitorCli } from "./cli.ts";
+import { helpHint, parseCli, parseVmMonitorCli } from "./cli.ts";
 import { ConfigError, UsageError } from "./errors.ts";
 
 async function main(argv: string[]): Promise<number> {
@@ -20,9 +20,13 @@ async function main(argv: string[]): Promise<number> {
   } catch (err) {
     // Usage errors exit 2 (as clap does); a flag value that is well-formed but unusable, such
     // as a connstr that is not a URL, is a configuration error and exits 1.
-    if (err instanceof UsageError || err instanceof ConfigError) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`error: ${err.message}; ${helpHint()}\n`);
+      return 2;
+    }
+    if (err instanceof ConfigError) {
       process.stderr.write(`error: ${err.message}\n`);
-      return err instanceof UsageError ? 2 : 1;
+      return 1;
     }
     throw err;
   }
@@ -40,7 +44,7 @@ async function vmMonitorMain(argv: string[]): Promise<number> {
     parsed = parseVmMonitorCli(argv);
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`error: ${err.message}\n`);
+      process.stderr.write(`error: ${err.message}; ${helpHint("compute_ctl vm-monitor")}\n`);
       return 2;
     }
     throw err;

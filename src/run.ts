@@ -126,7 +126,7 @@ async function runCompute(
     try {
       initFailpoints(process.env);
     } catch (err) {
-      throw new ConfigError(`invalid FAILPOINTS: ${formatOneLine(err)}`, { cause: err });
+      throw new ConfigError("invalid FAILPOINTS", { cause: err });
     }
     const tools = resolvePgTools(params.pgbin);
     const pgVersion = await pgMajorVersion(tools.pgConfig);
@@ -138,7 +138,7 @@ async function runCompute(
       try {
         pspec = parseSpec(config.spec);
       } catch (err) {
-        throw new ConfigError(`invalid compute spec: ${formatOneLine(err)}`, { cause: err });
+        throw new ConfigError("invalid compute spec", { cause: err });
       }
     }
 

@@ -124,7 +124,8 @@ export async function jsonBody<T>(request: Request, decode: (text: string) => T)
   const bytes = await readLimited(request, BODY_LIMIT);
   let text: string;
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    // ignoreBOM keeps a byte order mark in the text, where parseJson refuses it (as serde does).
+    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
   } catch {
     throw new RejectionError(400, "Failed to parse the request body as JSON: invalid UTF-8");
   }
@@ -328,9 +329,7 @@ export async function listen(app: AnyElysia, port: number): Promise<HttpServer> 
       fetch: (request) => app.fetch(request),
     });
   } catch (err) {
-    throw new Error(`failed to bind the ${name} to [::]:${port}: ${formatOneLine(err)}`, {
-      cause: err,
-    });
+    throw new Error(`failed to bind the ${name} to [::]:${port}`, { cause: err });
   }
   app.server = server;
   meta?.logger.info(`${name} listening at [::]:${server.port}`);

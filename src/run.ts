@@ -17,7 +17,7 @@ import { createMetrics, type Metrics } from "./metrics/registry.ts";
 import { raiseCoreLimit } from "./postgres/rlimit.ts";
 import { pgMajorVersion, resolvePgTools } from "./postgres/tools.ts";
 import { Sidecars } from "./sidecars/sidecars.ts";
-import { hostEnv, knobs, serviceEnv, sidecarKnobs } from "./testing-knobs.ts";
+import { environment, hostEnv, knobs, serviceEnv, sidecarKnobs } from "./testing-knobs.ts";
 import { tracingConfigFromEnv } from "./tracing/config.ts";
 import { initTracing, shutdownTracing } from "./tracing/index.ts";
 import type { SdNotifier } from "./util/sd-notify.ts";
@@ -25,29 +25,16 @@ import { BUILD_TAG } from "./version.ts";
 
 const SIGNAL_NUMBERS = { SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 } as const;
 
-/**
- * SIGINT, SIGTERM and SIGQUIT all mean: forward termination to the children, give them a
- * bounded time, SIGKILL what remains, exit 1. (The reference exits at once and can orphan
- * Postgres.)
- */
-function installSignalHandlers(children: Children, onSignal: () => void): void {
-  let handling = false;
-  for (const [name, signo] of Object.entries(SIGNAL_NUMBERS)) {
-    process.on(name, () => {
-      log.info(`received ${signo} termination signal`);
-      if (handling) return;
-      handling = true;
-      onSignal();
-      children.shutdown();
-      void children
-        .drain(knobs.childGraceMs)
-        .then(() => shutdownTracing())
-        .finally(() => {
-          log.info("shutting down");
-          process.exit(1);
-        });
-    });
-  }
+/** Resolves on the first SIGINT, SIGTERM or SIGQUIT; each one received is logged. */
+function terminationSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    for (const [name, signo] of Object.entries(SIGNAL_NUMBERS)) {
+      process.on(name, () => {
+        log.info(`received ${signo} termination signal`);
+        resolve();
+      });
+    }
+  });
 }
 
 /**
@@ -79,6 +66,12 @@ async function startTracing(): Promise<void> {
   }
 }
 
+/**
+ * Runs the compute and returns the exit code for main. A termination signal means: forward
+ * termination to the children, give them a bounded time, SIGKILL what remains, exit 1 (the
+ * reference exits at once and can orphan Postgres). The lifecycle owns that shutdown; before it
+ * exists, the child registry is closed directly.
+ */
 export async function run(params: Params): Promise<number> {
   configureLogging({ level: params.logLevel, format: params.logFormat });
   log.info(`compute build_tag: ${BUILD_TAG}`);
@@ -93,19 +86,28 @@ export async function run(params: Params): Promise<number> {
   const children = new Children();
   let lifecycle: Lifecycle | null = null;
   let readiness: Readiness | null = null;
-  installSignalHandlers(children, () => {
-    lifecycle?.stopBySignal();
+  let signalled = false;
+  const stopped = terminationSignal().then(async () => {
+    signalled = true;
     readiness?.stopping();
+    if (lifecycle) return lifecycle.shutdownOnSignal();
+    await children.close(knobs.childGraceMs);
+    return 1;
   });
 
-  const code = await runCompute(params, metrics, children, {
-    onLifecycle: (l) => {
-      lifecycle = l;
-    },
-    onState: (state) => {
-      if (notifier) readiness = reportReadiness(state, (message) => notifier.send(message));
-    },
-  });
+  const ran = await Promise.race([
+    runCompute(params, metrics, children, {
+      onLifecycle: (l) => {
+        lifecycle = l;
+      },
+      onState: (state) => {
+        if (notifier) readiness = reportReadiness(state, (message) => notifier.send(message));
+      },
+    }),
+    stopped,
+  ]);
+  // After a signal the run may end first (Postgres exits on its SIGINT); the shutdown decides.
+  const code = signalled ? await stopped : ran;
   // Set in the callback above; TypeScript cannot see that.
   const r = readiness as Readiness | null;
   if (r) r.stopping();
@@ -124,7 +126,7 @@ async function runCompute(
 ): Promise<number> {
   try {
     try {
-      initFailpoints(process.env);
+      initFailpoints(environment.failpoints());
     } catch (err) {
       throw new ConfigError("invalid FAILPOINTS", { cause: err });
     }
@@ -144,11 +146,10 @@ async function runCompute(
 
     const state = new ComputeState(metrics, Math.floor(performance.timeOrigin * 1000));
     hooks.onState(state);
-    let current: Lifecycle | null = null;
     const lfc = new LfcManager({
       connstr: params.connstr,
       metrics,
-      getSpec: () => current?.spec ?? null,
+      getSpec: () => state.spec,
     });
     const remote = new RemoteExtensions({
       baseUrl: params.remoteExtBaseUrl,
@@ -178,7 +179,6 @@ async function runCompute(
       },
       pspec,
     );
-    current = lifecycle;
     hooks.onLifecycle(lifecycle);
     await startHttpServers({
       params,
@@ -189,7 +189,7 @@ async function runCompute(
       remote,
       pgDump: tools.pgDump,
       jwks: config.jwks,
-      instanceIdBypass: process.env.INSTANCE_ID !== undefined,
+      instanceIdBypass: environment.instanceIdSet(),
     });
     return await lifecycle.run();
   } catch (err) {

@@ -1,6 +1,7 @@
 // Connection strings for the storage client, parsed as tokio-postgres' Config::from_str does: a
 // `postgres://`/`postgresql://` URL, else libpq `key=value` pairs.
 import { userInfo } from "node:os";
+import { environment } from "../../testing-knobs.ts";
 
 export interface ConnParams {
   host: string;
@@ -40,7 +41,7 @@ function defaultUser(): string {
   try {
     return userInfo().username;
   } catch {
-    return process.env.USER ?? "postgres";
+    return environment.user() ?? "postgres";
   }
 }
 

@@ -17,7 +17,14 @@ import { createMetrics, type Metrics } from "./metrics/registry.ts";
 import { raiseCoreLimit } from "./postgres/rlimit.ts";
 import { pgMajorVersion, resolvePgTools } from "./postgres/tools.ts";
 import { Sidecars } from "./sidecars/sidecars.ts";
-import { environment, hostEnv, knobs, serviceEnv, sidecarKnobs } from "./testing-knobs.ts";
+import {
+  environment,
+  hostEnv,
+  knobs,
+  serviceEnv,
+  sidecarKnobs,
+  takeNotifySocket,
+} from "./testing-knobs.ts";
 import { tracingConfigFromEnv } from "./tracing/config.ts";
 import { initTracing, shutdownTracing } from "./tracing/index.ts";
 import type { SdNotifier } from "./util/sd-notify.ts";
@@ -43,8 +50,7 @@ function terminationSignal(): Promise<void> {
  * on its own, before the compute is running.
  */
 async function openNotifySocket(): Promise<SdNotifier | null> {
-  const address = serviceEnv.NOTIFY_SOCKET;
-  delete process.env.NOTIFY_SOCKET;
+  const address = takeNotifySocket();
   if (!address) return null;
   try {
     const { openSdNotify } = await import("./util/sd-notify.ts");

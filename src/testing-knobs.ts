@@ -105,12 +105,9 @@ export const hostEnv = {
 };
 
 /**
- * Not testing knobs: the service-manager and OpenTelemetry variables compute_ctl honours, read
- * here so that the environment is read in one place. run.ts removes NOTIFY_SOCKET from the
- * environment the children inherit.
+ * Not testing knobs: the OpenTelemetry variables compute_ctl honours (read once, at start).
  */
 export const serviceEnv = {
-  NOTIFY_SOCKET: process.env.NOTIFY_SOCKET,
   OTEL_SDK_DISABLED: process.env.OTEL_SDK_DISABLED,
   OTEL_EXPORTER_OTLP_ENDPOINT: process.env.OTEL_EXPORTER_OTLP_ENDPOINT,
   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
@@ -118,3 +115,14 @@ export const serviceEnv = {
   TRACEPARENT: process.env.TRACEPARENT,
   TRACESTATE: process.env.TRACESTATE,
 };
+
+/**
+ * NOTIFY_SOCKET (systemd's Type=notify socket), taken out of the environment: the children
+ * inherit compute_ctl's environment, and a Postgres built with systemd support would otherwise
+ * report READY=1 itself, before the compute is running.
+ */
+export function takeNotifySocket(): string | undefined {
+  const address = process.env.NOTIFY_SOCKET;
+  delete process.env.NOTIFY_SOCKET;
+  return address;
+}

@@ -28,6 +28,7 @@ import {
 import { tracingConfigFromEnv } from "./tracing/config.ts";
 import { initTracing, shutdownTracing } from "./tracing/index.ts";
 import type { SdNotifier } from "./util/sd-notify.ts";
+import { parentDeathWarning } from "./util/spawn.ts";
 import { BUILD_TAG } from "./version.ts";
 
 const SIGNAL_NUMBERS = { SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 } as const;
@@ -87,6 +88,8 @@ export async function run(params: Params): Promise<number> {
   // here (the reference exits 1).
   const core = raiseCoreLimit();
   if (!core.ok) log.warn(`could not raise the core dump size limit: ${core.reason}`);
+  const orphanRisk = parentDeathWarning();
+  if (orphanRisk) log.warn(orphanRisk);
 
   const metrics = createMetrics();
   const children = new Children();

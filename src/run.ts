@@ -15,7 +15,7 @@ import { configureLogging, log } from "./log.ts";
 import { createMetrics, type Metrics } from "./monitor/metrics.ts";
 import { raiseCoreLimit } from "./postgres/rlimit.ts";
 import { pgMajorVersion, resolvePgTools } from "./postgres/tools.ts";
-import { knobs } from "./testing-knobs.ts";
+import { knobs, logDirectory } from "./testing-knobs.ts";
 import { BUILD_TAG } from "./version.ts";
 
 const SIGNAL_NUMBERS = { SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 } as const;
@@ -43,7 +43,11 @@ function installSignalHandlers(children: Children, onSignal: () => void): void {
 }
 
 export async function run(params: Params): Promise<number> {
-  configureLogging({ level: params.logLevel, format: params.logFormat });
+  configureLogging({
+    level: params.logLevel,
+    format: params.logFormat,
+    fileDirectory: params.lakebaseMode ? logDirectory : null,
+  });
   log.info(`compute build_tag: ${BUILD_TAG}`);
   // Core dumps of Postgres are how crashes get diagnosed; a lower hard limit is only a warning
   // here (the reference exits 1).
@@ -60,6 +64,18 @@ export async function run(params: Params): Promise<number> {
   });
   log.info("shutting down");
   return code;
+}
+
+/** A configuration refresh: the same source as at start-up, read again; null means no spec. */
+async function rereadSpec(params: Params, metrics: Metrics) {
+  if (params.configPath) log.info(`reloading config.json from path: ${params.configPath}`);
+  const config = await acquireConfig(params, metrics);
+  if (!config.spec) return null;
+  try {
+    return parseSpec(config.spec);
+  } catch (err) {
+    throw new Error("could not parse spec", { cause: err });
+  }
 }
 
 async function runCompute(
@@ -87,6 +103,7 @@ async function runCompute(
         throw new ConfigError(`invalid compute spec: ${formatOneLine(err)}`, { cause: err });
       }
     }
+    const instanceId = process.env.INSTANCE_ID ?? null;
 
     const state = new ComputeState(metrics, Math.floor(performance.timeOrigin * 1000));
     let current: Lifecycle | null = null;
@@ -113,9 +130,11 @@ async function runCompute(
         metrics,
         lfc,
         extensionStatsIntervalSeconds: params.installedExtensionsCollectionInterval,
+        instanceId,
         tls: config.tls,
       },
       pspec,
+      () => rereadSpec(params, metrics),
     );
     current = lifecycle;
     onLifecycle(lifecycle);
@@ -127,10 +146,15 @@ async function runCompute(
       lfc,
       remote,
       pgDump: tools.pgDump,
+      pgIsready: tools.pgIsready,
       jwks: config.jwks,
-      instanceIdBypass: process.env.INSTANCE_ID !== undefined,
+      instanceIdBypass: instanceId !== null,
     });
-    return await lifecycle.run();
+    const code = await Promise.race([lifecycle.run(), lifecycle.forcedExit]);
+    // A forced exit leaves run() where it was: stop what compute_ctl started before leaving.
+    children.shutdown();
+    await children.drain(knobs.childGraceMs);
+    return code;
   } catch (err) {
     if (err instanceof ConfigError) {
       log.error(formatOneLine(err));

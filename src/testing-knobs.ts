@@ -41,3 +41,9 @@ export const pgKnobs = {
  * `/` (see util/host.ts). Unset or empty: the real host.
  */
 export const hostRoot: string | undefined = process.env.COMPUTE_CTL_TESTING_HOST_ROOT || undefined;
+
+/**
+ * COMPUTE_CTL_LOG_DIRECTORY: in lakebase mode, where the daily JSON log files go (unset: none).
+ * Not a testing knob, but read here with the rest of the environment.
+ */
+export const logDirectory: string | null = process.env.COMPUTE_CTL_LOG_DIRECTORY || null;

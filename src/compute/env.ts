@@ -24,6 +24,8 @@ export interface ComputeEnv {
    * interval at first, then derived from the spec's suspend timeout when it is applied.
    */
   extensionStatsIntervalSeconds: number;
+  /** INSTANCE_ID (Hadron): the instance this compute serves; null when unset. */
+  instanceId: string | null;
   /** compute_ctl_config.tls: Postgres's certificate and key, when given. */
   tls: { key_path: string; cert_path: string } | null;
 }

@@ -19,6 +19,7 @@ import { extensionsRoutes } from "./routes/extensions.ts";
 import { failpointsRoutes } from "./routes/failpoints.ts";
 import { grantsRoutes } from "./routes/grants.ts";
 import { insightsRoutes } from "./routes/insights.ts";
+import { livenessProbeRoutes, refreshConfigurationRoutes } from "./routes/lakebase.ts";
 import { lfcRoutes } from "./routes/lfc.ts";
 import { metricsJsonRoutes, prometheusRoutes } from "./routes/metrics.ts";
 import { openapiRoutes } from "./routes/openapi.ts";
@@ -42,6 +43,8 @@ export interface ServerContext {
   remote: RemoteExtensions;
   /** pg_dump next to --pgbin, for /database_schema. */
   pgDump: string;
+  /** pg_isready next to --pgbin, for /hadron_liveness_probe. */
+  pgIsready: string;
   /** null: the configuration had no JWKS, and every authenticated route answers 401. */
   jwks: Jwks | null;
   /** INSTANCE_ID is set: the external server skips JWT checks (Hadron). */
@@ -65,7 +68,8 @@ export async function externalApp(ctx: ServerContext) {
     .use(catalogRoutes({ connstr, pgDump: ctx.pgDump }))
     .use(writabilityRoutes({ connstr, state: ctx.state }))
     .use(insightsRoutes({ connstr, state: ctx.state }))
-    .use(promoteRoutes({ connstr, lfc: ctx.lfc, lifecycle: ctx.lifecycle }));
+    .use(promoteRoutes({ connstr, lfc: ctx.lfc, lifecycle: ctx.lifecycle }))
+    .use(livenessProbeRoutes({ pgIsready: ctx.pgIsready, connstr }));
   return createHttpApp({ name: "external", logger: log })
     .use(prometheusRoutes(ctx.metrics))
     .use(openapiRoutes(OPENAPI))
@@ -80,6 +84,7 @@ export function internalApp(ctx: ServerContext) {
     .use(extensionServerRoutes({ remote: ctx.remote, pspec: () => ctx.lifecycle.spec }))
     .use(grantsRoutes({ connstr, state: ctx.state }))
     .use(extensionsRoutes({ connstr, state: ctx.state }))
+    .use(refreshConfigurationRoutes({ lifecycle: ctx.lifecycle, metrics: ctx.metrics }))
     .use(failpointsRoutes());
 }
 

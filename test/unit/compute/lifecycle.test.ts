@@ -61,6 +61,7 @@ function setup(spec: ReturnType<typeof pspec> | null = null, startMicros?: numbe
       pgMajor: 15,
       metrics,
     }),
+    instanceId: null,
     tls: null,
   };
   return { state, lifecycle: new Lifecycle(env, spec) };

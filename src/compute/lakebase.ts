@@ -6,7 +6,7 @@ import { basename, join } from "node:path";
 import type { ParsedSpec } from "../api/parsed-spec.ts";
 import type { DatabricksSettings } from "../api/spec.ts";
 import { log } from "../log.ts";
-import type { Metrics } from "../monitor/metrics.ts";
+import type { Metrics } from "../metrics/registry.ts";
 import { lineInFile } from "../postgres/files.ts";
 
 /**

@@ -4,7 +4,7 @@
 import { Elysia } from "elysia";
 import type { Lifecycle } from "../../compute/lifecycle.ts";
 import { formatOneLine } from "../../errors.ts";
-import type { Metrics } from "../../monitor/metrics.ts";
+import type { Metrics } from "../../metrics/registry.ts";
 import { pgIsready } from "../../postgres/isready.ts";
 import { HttpError, jsonResponse } from "../app.ts";
 

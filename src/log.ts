@@ -174,6 +174,11 @@ export function startFileLogs(dir: string, now?: () => number): void {
   files = new DailyFiles(dir, now);
 }
 
+/** Stops writing file logs (tests). */
+export function stopFileLogs(): void {
+  files = null;
+}
+
 function fileMessage(obj: LogObject): string {
   const args = obj.args as [string, Fields | undefined];
   const kv = Object.entries(args[1] ?? {})

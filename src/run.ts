@@ -15,7 +15,7 @@ import { configureLogging, log } from "./log.ts";
 import { createMetrics, type Metrics } from "./metrics/registry.ts";
 import { raiseCoreLimit } from "./postgres/rlimit.ts";
 import { pgMajorVersion, resolvePgTools } from "./postgres/tools.ts";
-import { knobs, logDirectory } from "./testing-knobs.ts";
+import { instanceId, knobs, logDirectory } from "./testing-knobs.ts";
 import { BUILD_TAG } from "./version.ts";
 
 const SIGNAL_NUMBERS = { SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 } as const;
@@ -103,7 +103,6 @@ async function runCompute(
         throw new ConfigError(`invalid compute spec: ${formatOneLine(err)}`, { cause: err });
       }
     }
-    const instanceId = process.env.INSTANCE_ID ?? null;
 
     const state = new ComputeState(metrics, Math.floor(performance.timeOrigin * 1000));
     let current: Lifecycle | null = null;

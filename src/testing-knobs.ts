@@ -47,3 +47,6 @@ export const hostRoot: string | undefined = process.env.COMPUTE_CTL_TESTING_HOST
  * Not a testing knob, but read here with the rest of the environment.
  */
 export const logDirectory: string | null = process.env.COMPUTE_CTL_LOG_DIRECTORY || null;
+
+/** INSTANCE_ID (Hadron): set, the external API skips JWT checks; lakebase names it in metrics. */
+export const instanceId: string | null = process.env.INSTANCE_ID ?? null;

@@ -15,7 +15,8 @@ import { configureLogging, log } from "./log.ts";
 import { createMetrics, type Metrics } from "./metrics/registry.ts";
 import { raiseCoreLimit } from "./postgres/rlimit.ts";
 import { pgMajorVersion, resolvePgTools } from "./postgres/tools.ts";
-import { instanceId, knobs, logDirectory } from "./testing-knobs.ts";
+import { Sidecars } from "./sidecars/sidecars.ts";
+import { hostEnv, instanceId, knobs, logDirectory, sidecarKnobs } from "./testing-knobs.ts";
 import { BUILD_TAG } from "./version.ts";
 
 const SIGNAL_NUMBERS = { SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 } as const;
@@ -88,7 +89,7 @@ async function runCompute(
     try {
       initFailpoints(process.env);
     } catch (err) {
-      throw new ConfigError(`invalid FAILPOINTS: ${formatOneLine(err)}`, { cause: err });
+      throw new ConfigError("invalid FAILPOINTS", { cause: err });
     }
     const tools = resolvePgTools(params.pgbin);
     const pgVersion = await pgMajorVersion(tools.pgConfig);
@@ -100,7 +101,7 @@ async function runCompute(
       try {
         pspec = parseSpec(config.spec);
       } catch (err) {
-        throw new ConfigError(`invalid compute spec: ${formatOneLine(err)}`, { cause: err });
+        throw new ConfigError("invalid compute spec", { cause: err });
       }
     }
 
@@ -131,6 +132,12 @@ async function runCompute(
         extensionStatsIntervalSeconds: params.installedExtensionsCollectionInterval,
         instanceId,
         tls: config.tls,
+        sidecars: new Sidecars({
+          tls: config.tls,
+          autoscaling: hostEnv.autoscaling,
+          pgbouncerPassword: hostEnv.pgbouncerPassword,
+          pgbouncerPort: sidecarKnobs.pgbouncerPort,
+        }),
       },
       pspec,
       () => rereadSpec(params, metrics),

@@ -11,9 +11,10 @@ import { startInstalledExtensionsTask } from "../monitor/installed-extensions.ts
 import { findCoreDumps, logCoreDumpBacktraces } from "../postgres/process.ts";
 import { type LsnLeaseLoop, startLsnLeaseLoop, tenantShardId } from "../storage/lsn-lease.ts";
 import { syncSafekeepers } from "../storage/sync-safekeepers.ts";
-import { knobs } from "../testing-knobs.ts";
+import { autoscaling, knobs } from "../testing-knobs.ts";
 import { nowMicros } from "../util/clock.ts";
 import { hostPath } from "../util/host.ts";
+import { parseConnstr, startVmMonitor } from "../vm-monitor/index.ts";
 import type { ComputeEnv } from "./env.ts";
 import { debugStatusName, setAttached } from "./lakebase.ts";
 import { reconfigureCompute, startCompute } from "./start.ts";
@@ -316,7 +317,38 @@ export class Lifecycle {
     if (pspec.spec.autoprewarm) lfc.prewarm();
     const interval = pspec.spec.offload_lfc_interval_seconds;
     if (interval) tasks.push(lfc.startPeriodicOffload(interval));
+    const vmMonitor = autoscaling ? this.#startVmMonitor(pspec) : null;
+    if (vmMonitor) tasks.push(vmMonitor);
     return tasks;
+  }
+
+  /**
+   * On an autoscaling VM, the vm-monitor: it watches --cgroup and, unless the spec disables LFC
+   * resizing, sizes the file cache through --filecache-connstr. A failure to start it is one ERROR
+   * line; the compute keeps serving Postgres.
+   */
+  #startVmMonitor(pspec: ParsedSpec): { stop(): void } | null {
+    const { params, metrics } = this.env;
+    try {
+      const fileCache = pspec.spec.disable_lfc_resizing
+        ? null
+        : parseConnstr(params.filecacheConnstr);
+      const monitor = startVmMonitor({
+        addr: params.vmMonitorAddr,
+        cgroup: params.cgroup,
+        fileCache,
+        metrics: {
+          setConnected: (c) => metrics.vmMonitorConnected.set(c ? 1 : 0),
+          upscaleRequested: () => metrics.vmMonitorUpscaleRequests.inc(),
+          setThreshold: (b) => metrics.vmMonitorMemoryThreshold.set(b),
+          setFileCacheSize: (b) => metrics.vmMonitorFileCacheSize.set(b),
+        },
+      });
+      return { stop: () => void monitor.stop() };
+    } catch (err) {
+      log.error(`could not start the vm-monitor on ${params.vmMonitorAddr}: ${formatOneLine(err)}`);
+      return null;
+    }
   }
 
   /**

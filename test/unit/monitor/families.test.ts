@@ -3,7 +3,7 @@
 import { expect, test } from "bun:test";
 import { createMetrics } from "../../../src/metrics/registry.ts";
 
-test("every family of the reference, with its type and label names, in its order", async () => {
+test("every family of the reference, with its type and label names, in its order, then ours", async () => {
   const m = createMetrics();
   m.up.set({ build_tag: "latest", status: "running" }, 1);
   m.installedExtensions.set(
@@ -47,5 +47,9 @@ test("every family of the reference, with its type and label names, in its order
       type: "gauge",
       labels: ["pg_compute_id", "pg_instance_id", "tenant_id", "timeline_id"],
     },
+    { name: "compute_ctl_vm_monitor_connected", type: "gauge", labels: [] },
+    { name: "compute_ctl_vm_monitor_upscale_requests_total", type: "counter", labels: [] },
+    { name: "compute_ctl_vm_monitor_memory_threshold_bytes", type: "gauge", labels: [] },
+    { name: "compute_ctl_vm_monitor_file_cache_size_bytes", type: "gauge", labels: [] },
   ]);
 });

@@ -240,14 +240,34 @@ BEGIN
 END
 $$`;
 
+// compute_ctl's connections run with search_path='', so what these create or name is
+// schema-qualified (public, where the reference's start puts them) or looked up.
 export const DATABRICKS_AUTH_EXTENSION = [
   {
     sql: "DROP EXTENSION IF EXISTS databricks_auth",
     comment: "dropping existing databricks_auth extension",
   },
-  { sql: "CREATE EXTENSION databricks_auth", comment: "creating databricks_auth extension" },
   {
-    sql: "GRANT SELECT ON databricks_auth_metrics TO pg_monitor",
+    // Into public unless the extension's control file names its own schema.
+    sql: `DO $$
+BEGIN
+  PERFORM pg_catalog.set_config('search_path', 'public', true);
+  CREATE EXTENSION databricks_auth;
+END
+$$`,
+    comment: "creating databricks_auth extension",
+  },
+  {
+    sql: `DO $$
+DECLARE
+  schema_name pg_catalog.name;
+BEGIN
+  SELECT n.nspname INTO schema_name FROM pg_catalog.pg_extension e
+    JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace
+    WHERE e.extname OPERATOR(pg_catalog.=) 'databricks_auth';
+  EXECUTE pg_catalog.format('GRANT SELECT ON %I.databricks_auth_metrics TO pg_monitor', schema_name);
+END
+$$`,
     comment: "grant select on databricks auth counters",
   },
 ];
@@ -258,11 +278,11 @@ export const DATABRICKS_GRANTS = [
     comment: "Permissions needed to execute neon.* functions (in the postgres database)",
   },
   {
-    sql: "GRANT SELECT, INSERT, UPDATE ON health_check TO databricks_monitor",
+    sql: "GRANT SELECT, INSERT, UPDATE ON public.health_check TO databricks_monitor",
     comment: "Permissions needed for read and write probes",
   },
   {
-    sql: "GRANT EXECUTE ON FUNCTION pg_ls_dir(text) TO databricks_monitor",
+    sql: "GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(pg_catalog.text) TO databricks_monitor",
     comment: "Permissions needed to monitor .snap file counts",
   },
   {
@@ -278,16 +298,13 @@ export const DATABRICKS_GRANTS = [
 /** The monitor's statement timeout and the write probe it calls (1, or an exception). */
 export const DATABRICKS_MISC = `ALTER ROLE databricks_monitor SET statement_timeout = '60s';
 
-CREATE OR REPLACE FUNCTION health_check_write_succeeds()
-RETURNS INTEGER AS $$
+CREATE OR REPLACE FUNCTION public.health_check_write_succeeds()
+RETURNS pg_catalog.int4 LANGUAGE plpgsql AS $$
 BEGIN
-INSERT INTO health_check VALUES (1, now())
-ON CONFLICT (id) DO UPDATE
-    SET updated_at = now();
-
-RETURN 1;
+  INSERT INTO public.health_check VALUES (1, pg_catalog.now())
+    ON CONFLICT (id) DO UPDATE SET updated_at = pg_catalog.now();
+  RETURN 1;
 EXCEPTION WHEN OTHERS THEN
-RAISE EXCEPTION '[DATABRICKS_SMGR] health_check failed: [%] %', SQLSTATE, SQLERRM;
-RETURN 0;
-END;
-$$ LANGUAGE plpgsql`;
+  RAISE EXCEPTION '[DATABRICKS_SMGR] health_check failed: [%] %', SQLSTATE, SQLERRM;
+END
+$$`;

@@ -53,3 +53,13 @@ test("every family of the reference, with its type and label names, in its order
     { name: "compute_ctl_vm_monitor_file_cache_size_bytes", type: "gauge", labels: [] },
   ]);
 });
+
+test("HELP texts the reference gives", async () => {
+  const m = createMetrics();
+  const text = await m.registry.metrics();
+  expect(text).toContain("# HELP compute_ctl_up Whether compute_ctl is running\n");
+  expect(text).toContain(
+    "# HELP compute_audit_log_dir_size Size of audit log directory in bytes\n",
+  );
+  expect(text).toContain("# HELP pg_cctl_attached Compute node attached status (1 if attached)\n");
+});

@@ -16,38 +16,34 @@ import { createMetrics, type Metrics } from "./metrics/registry.ts";
 import { raiseCoreLimit } from "./postgres/rlimit.ts";
 import { pgMajorVersion, resolvePgTools } from "./postgres/tools.ts";
 import { Sidecars } from "./sidecars/sidecars.ts";
-import { hostEnv, instanceId, knobs, logDirectory, sidecarKnobs } from "./testing-knobs.ts";
+import { environment, hostEnv, knobs, sidecarKnobs } from "./testing-knobs.ts";
 import { BUILD_TAG } from "./version.ts";
 
 const SIGNAL_NUMBERS = { SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 } as const;
 
-/**
- * SIGINT, SIGTERM and SIGQUIT all mean: forward termination to the children, give them a
- * bounded time, SIGKILL what remains, exit 1. (The reference exits at once and can orphan
- * Postgres.)
- */
-function installSignalHandlers(children: Children, onSignal: () => void): void {
-  let handling = false;
-  for (const [name, signo] of Object.entries(SIGNAL_NUMBERS)) {
-    process.on(name, () => {
-      log.info(`received ${signo} termination signal`);
-      if (handling) return;
-      handling = true;
-      onSignal();
-      children.shutdown();
-      void children.drain(knobs.childGraceMs).finally(() => {
-        log.info("shutting down");
-        process.exit(1);
+/** Resolves on the first SIGINT, SIGTERM or SIGQUIT; each one received is logged. */
+function terminationSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    for (const [name, signo] of Object.entries(SIGNAL_NUMBERS)) {
+      process.on(name, () => {
+        log.info(`received ${signo} termination signal`);
+        resolve();
       });
-    });
-  }
+    }
+  });
 }
 
+/**
+ * Runs the compute and returns the exit code for main. A termination signal means: forward
+ * termination to the children, give them a bounded time, SIGKILL what remains, exit 1 (the
+ * reference exits at once and can orphan Postgres). The lifecycle owns that shutdown; before it
+ * exists, the child registry is closed directly.
+ */
 export async function run(params: Params): Promise<number> {
   configureLogging({
     level: params.logLevel,
     format: params.logFormat,
-    fileDirectory: params.lakebaseMode ? logDirectory : null,
+    fileDirectory: params.lakebaseMode ? environment.logDirectory() : null,
   });
   log.info(`compute build_tag: ${BUILD_TAG}`);
   // Core dumps of Postgres are how crashes get diagnosed; a lower hard limit is only a warning
@@ -58,11 +54,22 @@ export async function run(params: Params): Promise<number> {
   const metrics = createMetrics();
   const children = new Children();
   let lifecycle: Lifecycle | null = null;
-  installSignalHandlers(children, () => lifecycle?.stopBySignal());
-
-  const code = await runCompute(params, metrics, children, (l) => {
-    lifecycle = l;
+  let signalled = false;
+  const stopped = terminationSignal().then(async () => {
+    signalled = true;
+    if (lifecycle) return lifecycle.shutdownOnSignal();
+    await children.close(knobs.childGraceMs);
+    return 1;
   });
+
+  const ran = await Promise.race([
+    runCompute(params, metrics, children, (l) => {
+      lifecycle = l;
+    }),
+    stopped,
+  ]);
+  // After a signal the run may end first (Postgres exits on its SIGINT); the shutdown decides.
+  const code = signalled ? await stopped : ran;
   log.info("shutting down");
   return code;
 }
@@ -87,7 +94,7 @@ async function runCompute(
 ): Promise<number> {
   try {
     try {
-      initFailpoints(process.env);
+      initFailpoints(environment.failpoints());
     } catch (err) {
       throw new ConfigError("invalid FAILPOINTS", { cause: err });
     }
@@ -106,11 +113,10 @@ async function runCompute(
     }
 
     const state = new ComputeState(metrics, Math.floor(performance.timeOrigin * 1000));
-    let current: Lifecycle | null = null;
     const lfc = new LfcManager({
       connstr: params.connstr,
       metrics,
-      getSpec: () => current?.spec ?? null,
+      getSpec: () => state.spec,
     });
     const remote = new RemoteExtensions({
       baseUrl: params.remoteExtBaseUrl,
@@ -130,7 +136,7 @@ async function runCompute(
         metrics,
         lfc,
         extensionStatsIntervalSeconds: params.installedExtensionsCollectionInterval,
-        instanceId,
+        instanceId: environment.instanceId(),
         tls: config.tls,
         sidecars: new Sidecars({
           tls: config.tls,
@@ -142,7 +148,6 @@ async function runCompute(
       pspec,
       () => rereadSpec(params, metrics),
     );
-    current = lifecycle;
     onLifecycle(lifecycle);
     await startHttpServers({
       params,
@@ -154,12 +159,11 @@ async function runCompute(
       pgDump: tools.pgDump,
       pgIsready: tools.pgIsready,
       jwks: config.jwks,
-      instanceIdBypass: instanceId !== null,
+      instanceIdBypass: environment.instanceIdSet(),
     });
     const code = await Promise.race([lifecycle.run(), lifecycle.forcedExit]);
     // A forced exit leaves run() where it was: stop what compute_ctl started before leaving.
-    children.shutdown();
-    await children.drain(knobs.childGraceMs);
+    await children.close(knobs.childGraceMs);
     return code;
   } catch (err) {
     if (err instanceof ConfigError) {

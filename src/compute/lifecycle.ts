@@ -2,6 +2,7 @@
 // the other modules and owns no protocol; the HTTP routes call `configure` and `terminate`.
 import type { Subprocess } from "bun";
 import type { ParsedSpec } from "../api/parsed-spec.ts";
+import type { PromoteState } from "../api/promote.ts";
 import { computeModeType, staticModeLsn } from "../api/spec.ts";
 import type { ComputeStatus } from "../api/status.ts";
 import { formatChain, formatOneLine } from "../errors.ts";
@@ -11,7 +12,7 @@ import { startInstalledExtensionsTask } from "../monitor/installed-extensions.ts
 import { findCoreDumps, logCoreDumpBacktraces } from "../postgres/process.ts";
 import { type LsnLeaseLoop, startLsnLeaseLoop, tenantShardId } from "../storage/lsn-lease.ts";
 import { syncSafekeepers } from "../storage/sync-safekeepers.ts";
-import { autoscaling, knobs } from "../testing-knobs.ts";
+import { environment, knobs } from "../testing-knobs.ts";
 import { nowMicros } from "../util/clock.ts";
 import { hostPath } from "../util/host.ts";
 import { parseConnstr, startVmMonitor } from "../vm-monitor/index.ts";
@@ -60,9 +61,8 @@ function sameConnInfo(a: ParsedSpec, b: ParsedSpec): boolean {
 }
 
 export class Lifecycle {
-  #pspec: ParsedSpec | null;
   #postgres: Subprocess | null = null;
-  /** compute_ctl itself got SIGINT/SIGTERM/SIGQUIT: the signal handler owns the exit. */
+  /** compute_ctl itself got SIGINT/SIGTERM/SIGQUIT: the shutdown is shutdownOnSignal's. */
   #signalled = false;
   #lease: LsnLeaseLoop | null = null;
   /** Postgres is up after a successful start: a refresh can be carried out. */
@@ -78,6 +78,8 @@ export class Lifecycle {
   readonly forcedExit: Promise<number> = new Promise((resolve) => {
     this.#exitResolve = resolve;
   });
+  /** The one /promote run of this compute (compute/promote.ts starts it). */
+  promotion?: Promise<PromoteState>;
 
   constructor(
     private readonly env: ComputeEnv,
@@ -86,26 +88,32 @@ export class Lifecycle {
       throw new Error("config_path_test_only is not set");
     },
   ) {
-    this.#pspec = initialSpec;
-    if (initialSpec) this.#recordSpec(initialSpec);
+    if (initialSpec) {
+      env.state.spec = initialSpec;
+      this.#recordSpec(initialSpec);
+    }
   }
 
+  /** The current spec, which the compute's state holds. */
   get spec(): ParsedSpec | null {
-    return this.#pspec;
+    return this.env.state.spec;
   }
 
   /**
-   * compute_ctl is exiting on a signal: Postgres's exit is then expected, and there is no
-   * shutdown sync (as in the reference, which exits at once on a signal).
+   * compute_ctl got SIGINT, SIGTERM or SIGQUIT: Postgres's exit is then expected, and there is no
+   * shutdown sync (the reference exits at once on a signal). Every child gets its termination
+   * signal and a bounded time, then SIGKILL, so none is orphaned. Resolves with the exit code, 1.
    */
-  stopBySignal(): void {
+  async shutdownOnSignal(): Promise<number> {
     this.#signalled = true;
+    await this.env.children.close(knobs.childGraceMs);
+    return 1;
   }
 
   /** Runs the compute to its end and returns the process exit code. */
   async run(): Promise<number> {
     const { state } = this.env;
-    if (!this.#pspec) {
+    if (!state.spec) {
       log.info("no compute spec provided, waiting for one via /configure");
       const woke = await state.waitFor(["configuration_pending", ...TERMINATION_PENDING]);
       if (TERMINATION_PENDING.includes(woke)) {
@@ -121,7 +129,7 @@ export class Lifecycle {
       );
       state.startTimeMicros = now;
     }
-    const pspec = this.#pspec;
+    const pspec = state.spec;
     if (!pspec) throw new Error("internal error: woke up for configuration without a spec");
 
     const lease = this.#startLease(pspec);
@@ -182,7 +190,7 @@ export class Lifecycle {
     await this.env.children.drain(knobs.childGraceMs);
 
     // The current spec: a promoted replica is a Primary now and syncs safekeepers on shutdown.
-    const cleanupOk = await this.#cleanupAfterPostgres(this.#pspec ?? pspec);
+    const cleanupOk = await this.#cleanupAfterPostgres(state.spec ?? pspec);
     if (TERMINATION_PENDING.includes(state.status)) {
       const pending = state.status;
       state.set("terminated");
@@ -311,13 +319,14 @@ export class Lifecycle {
       startInstalledExtensionsTask({
         connstr: params.connstr,
         metrics,
-        intervalSeconds: () => this.env.extensionStatsIntervalSeconds,
+        intervalSeconds: () =>
+          this.env.state.extensionStatsIntervalSeconds ?? this.env.extensionStatsIntervalSeconds,
       }),
     ];
     if (pspec.spec.autoprewarm) lfc.prewarm();
     const interval = pspec.spec.offload_lfc_interval_seconds;
     if (interval) tasks.push(lfc.startPeriodicOffload(interval));
-    const vmMonitor = autoscaling ? this.#startVmMonitor(pspec) : null;
+    const vmMonitor = environment.autoscaling() ? this.#startVmMonitor(pspec) : null;
     if (vmMonitor) tasks.push(vmMonitor);
     return tasks;
   }
@@ -360,7 +369,7 @@ export class Lifecycle {
     const lsn = staticModeLsn(pspec.spec.mode);
     if (lsn === null) return null;
     const tenantId = pspec.tenantId;
-    const current = () => this.#pspec ?? pspec;
+    const current = () => this.env.state.spec ?? pspec;
     return startLsnLeaseLoop({
       pageservers: () => leaseShards(tenantId, current()),
       timelineId: pspec.timelineId,
@@ -371,8 +380,8 @@ export class Lifecycle {
 
   /** A new spec becomes the compute's: recorded, and the lease loop woken if pageservers moved. */
   #adoptSpec(pspec: ParsedSpec): void {
-    const before = this.#pspec;
-    this.#pspec = pspec;
+    const before = this.env.state.spec;
+    this.env.state.spec = pspec;
     this.#recordSpec(pspec);
     if (before && !sameConnInfo(before, pspec)) {
       log.info("Pageserver config changed");
@@ -466,7 +475,7 @@ export class Lifecycle {
         this.#exit(1);
         return;
       }
-      const current = this.#pspec;
+      const current = this.env.state.spec;
       if (current && sameConnInfo(current, next)) {
         log.info(
           "Refresh configuration: Retrieved spec is the same as the current spec. Waiting for control plane to update the spec before attempting reconfiguration.",
@@ -492,9 +501,8 @@ export class Lifecycle {
     return pending === "termination_pending_fast" ? knobs.fastLingerMs : knobs.immediateLingerMs;
   }
 
+  /** Lakebase: the attached gauge and the file logs' ids follow the spec. */
   #recordSpec(pspec: ParsedSpec): void {
-    this.env.state.tenant = pspec.tenantId;
-    this.env.state.timeline = pspec.timelineId;
     const { params, instanceId } = this.env;
     if (params.lakebaseMode) {
       if (instanceId !== null) {

@@ -80,7 +80,11 @@ async function startTracing(): Promise<void> {
  * exists, the child registry is closed directly.
  */
 export async function run(params: Params): Promise<number> {
-  configureLogging({ level: params.logLevel, format: params.logFormat });
+  configureLogging({
+    level: params.logLevel,
+    format: params.logFormat,
+    fileDirectory: params.lakebaseMode ? environment.logDirectory() : null,
+  });
   log.info(`compute build_tag: ${BUILD_TAG}`);
   const notifier = await openNotifySocket();
   await startTracing();
@@ -125,6 +129,18 @@ export async function run(params: Params): Promise<number> {
   notifier?.close();
   log.info("shutting down");
   return code;
+}
+
+/** A configuration refresh: the same source as at start-up, read again; null means no spec. */
+async function rereadSpec(params: Params, metrics: Metrics) {
+  if (params.configPath) log.info(`reloading config.json from path: ${params.configPath}`);
+  const config = await acquireConfig(params, metrics);
+  if (!config.spec) return null;
+  try {
+    return parseSpec(config.spec);
+  } catch (err) {
+    throw new Error("could not parse spec", { cause: err });
+  }
 }
 
 async function runCompute(
@@ -178,6 +194,7 @@ async function runCompute(
         metrics,
         lfc,
         extensionStatsIntervalSeconds: params.installedExtensionsCollectionInterval,
+        instanceId: environment.instanceId(),
         tls: config.tls,
         sidecars: new Sidecars({
           tls: config.tls,
@@ -187,6 +204,7 @@ async function runCompute(
         }),
       },
       pspec,
+      () => rereadSpec(params, metrics),
     );
     hooks.onLifecycle(lifecycle);
     await startHttpServers({
@@ -197,10 +215,14 @@ async function runCompute(
       lfc,
       remote,
       pgDump: tools.pgDump,
+      pgIsready: tools.pgIsready,
       jwks: config.jwks,
       instanceIdBypass: environment.instanceIdSet(),
     });
-    return await lifecycle.run();
+    const code = await Promise.race([lifecycle.run(), lifecycle.forcedExit]);
+    // A forced exit leaves run() where it was: stop what compute_ctl started before leaving.
+    await children.close(knobs.childGraceMs);
+    return code;
   } catch (err) {
     if (err instanceof ConfigError) {
       log.error(formatOneLine(err));

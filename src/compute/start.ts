@@ -20,6 +20,7 @@ import { inSpan } from "../tracing/index.ts";
 import { elapsedMs, nowMicros } from "../util/clock.ts";
 import { applySpec } from "./apply.ts";
 import type { ComputeEnv } from "./env.ts";
+import { databricksEnv } from "./lakebase.ts";
 import { preparePgdata, writeConf } from "./prepare-pgdata.ts";
 
 /** Lifts the cluster size limit while compute_ctl itself creates roles and extensions. */
@@ -63,12 +64,18 @@ export async function startCompute(
   ]);
 
   const t0 = performance.now();
+  let extraEnv: Record<string, string> | undefined;
+  if (params.lakebaseMode) {
+    extraEnv = databricksEnv(pspec, params.computeId, env.instanceId);
+    log.info(`Starting Postgres for databricks endpoint id: ${extraEnv.DATABRICKS_ENDPOINT_ID}`);
+  }
   const pg = await inSpan("start_postgres", async () => {
     const proc = spawnPostgres({
       pgbin: tools.postgres,
       pgdata: params.pgdata,
       token: pspec.storageAuthToken,
       children: env.children,
+      extraEnv,
     });
     onPostgres(proc);
     await waitForPostgres({ proc, pgdata: params.pgdata });

@@ -17,6 +17,7 @@ import { raiseCoreLimit } from "./postgres/rlimit.ts";
 import { pgMajorVersion, resolvePgTools } from "./postgres/tools.ts";
 import { Sidecars } from "./sidecars/sidecars.ts";
 import { environment, hostEnv, knobs, sidecarKnobs } from "./testing-knobs.ts";
+import { parentDeathWarning } from "./util/spawn.ts";
 import { BUILD_TAG } from "./version.ts";
 
 const SIGNAL_NUMBERS = { SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 } as const;
@@ -46,6 +47,8 @@ export async function run(params: Params): Promise<number> {
   // here (the reference exits 1).
   const core = raiseCoreLimit();
   if (!core.ok) log.warn(`could not raise the core dump size limit: ${core.reason}`);
+  const orphanRisk = parentDeathWarning();
+  if (orphanRisk) log.warn(orphanRisk);
 
   const metrics = createMetrics();
   const children = new Children();

@@ -8,6 +8,7 @@ import { computeModeType, shardIndex, staticModeLsn, type TlsConfig } from "../a
 import { log } from "../log.ts";
 import { readOvercommitMemory, tlsEnabled, writePostgresConf } from "../postgres/conf.ts";
 import { lineInFile, PG_HBA_MD5_LINE } from "../postgres/files.ts";
+import { findStalePostmaster, stopStalePostmaster } from "../postgres/stale-postmaster.ts";
 import { basebackupCommand, getBasebackup, libpqBasebackupSource } from "../storage/basebackup.ts";
 import { checkSafekeepersSynced } from "../storage/safekeepers.ts";
 import { syncSafekeepersWithRetries } from "../storage/sync-safekeepers.ts";
@@ -21,8 +22,18 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
-/** `rm -rf` then a NON-recursive mkdir (the parent must exist) and mode 0700. */
+/**
+ * `rm -rf` then a NON-recursive mkdir (the parent must exist) and mode 0700. A postmaster still
+ * running on the old PGDATA (left by an earlier compute_ctl) is stopped first.
+ */
 export async function createPgdata(pgdata: string): Promise<void> {
+  const stale = await findStalePostmaster(pgdata);
+  if (stale) {
+    log.warn(
+      `a postmaster from an earlier run (pid ${stale.pid}) is still running on ${pgdata}: stopping it`,
+    );
+    await stopStalePostmaster(stale);
+  }
   await rm(pgdata, { recursive: true, force: true }).catch(() => {});
   try {
     await mkdir(pgdata);

@@ -41,7 +41,11 @@ function terminationSignal(): Promise<void> {
  * exists, the child registry is closed directly.
  */
 export async function run(params: Params): Promise<number> {
-  configureLogging({ level: params.logLevel, format: params.logFormat });
+  configureLogging({
+    level: params.logLevel,
+    format: params.logFormat,
+    fileDirectory: params.lakebaseMode ? environment.logDirectory() : null,
+  });
   log.info(`compute build_tag: ${BUILD_TAG}`);
   // Core dumps of Postgres are how crashes get diagnosed; a lower hard limit is only a warning
   // here (the reference exits 1).
@@ -71,6 +75,18 @@ export async function run(params: Params): Promise<number> {
   const code = signalled ? await stopped : ran;
   log.info("shutting down");
   return code;
+}
+
+/** A configuration refresh: the same source as at start-up, read again; null means no spec. */
+async function rereadSpec(params: Params, metrics: Metrics) {
+  if (params.configPath) log.info(`reloading config.json from path: ${params.configPath}`);
+  const config = await acquireConfig(params, metrics);
+  if (!config.spec) return null;
+  try {
+    return parseSpec(config.spec);
+  } catch (err) {
+    throw new Error("could not parse spec", { cause: err });
+  }
 }
 
 async function runCompute(
@@ -123,6 +139,7 @@ async function runCompute(
         metrics,
         lfc,
         extensionStatsIntervalSeconds: params.installedExtensionsCollectionInterval,
+        instanceId: environment.instanceId(),
         tls: config.tls,
         sidecars: new Sidecars({
           tls: config.tls,
@@ -132,6 +149,7 @@ async function runCompute(
         }),
       },
       pspec,
+      () => rereadSpec(params, metrics),
     );
     onLifecycle(lifecycle);
     await startHttpServers({
@@ -142,10 +160,14 @@ async function runCompute(
       lfc,
       remote,
       pgDump: tools.pgDump,
+      pgIsready: tools.pgIsready,
       jwks: config.jwks,
       instanceIdBypass: environment.instanceIdSet(),
     });
-    return await lifecycle.run();
+    const code = await Promise.race([lifecycle.run(), lifecycle.forcedExit]);
+    // A forced exit leaves run() where it was: stop what compute_ctl started before leaving.
+    await children.close(knobs.childGraceMs);
+    return code;
   } catch (err) {
     if (err instanceof ConfigError) {
       log.error(formatOneLine(err));

@@ -366,7 +366,12 @@ export class Lifecycle {
           setFileCacheSize: (b) => metrics.vmMonitorFileCacheSize.set(b),
         },
       });
-      return { stop: () => void monitor.stop() };
+      return {
+        stop: () =>
+          void monitor
+            .stop()
+            .catch((err) => log.warn(`stopping the vm-monitor: ${formatOneLine(err)}`)),
+      };
     } catch (err) {
       log.error(`could not start the vm-monitor on ${params.vmMonitorAddr}: ${formatOneLine(err)}`);
       return null;

@@ -216,8 +216,8 @@ export function coreDumpDir(pgdata: string): string {
  * The core files (`core` or `core.*`) in the core dump directory for `pgdata`. A directory that
  * cannot be read gives none (logged), since this only serves diagnostics after an exit.
  */
-export async function findCoreDumps(pgdata: string): Promise<string[]> {
-  const dir = coreDumpDir(pgdata);
+export async function findCoreDumps(pgdata: string, dirOverride?: string): Promise<string[]> {
+  const dir = dirOverride ?? coreDumpDir(pgdata);
   log.info(`checking for core dumps in ${dir}`);
   let names: string[];
   try {

@@ -178,7 +178,7 @@ const primaryOnly =
   mode === "Primary"
     ? `
   # create the role alice and her database shop (the body is the spec plus both):
-  curl -s -XPOST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
+  curl -s -w '\\n' -XPOST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
        -d @${configurePath} ${url}/configure
   psql "postgresql://alice:alice-secret@127.0.0.1:${stack.pgPort}/shop" -c 'select current_user, current_database()'
 `
@@ -189,7 +189,7 @@ A local ${mode} compute is running.
   psql "${pg}"
 
   export TOKEN=${token}
-  curl -s -H "Authorization: Bearer $TOKEN" ${url}/status
+  curl -s -w '\\n' -H "Authorization: Bearer $TOKEN" ${url}/status
 ${primaryOnly}
   external API  ${url}  (JWT; /metrics open)
   internal API  http://127.0.0.1:${internalPort}

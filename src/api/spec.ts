@@ -2,7 +2,7 @@
 // Field names, order and enum spellings follow the reference. Decode with `decode()` from
 // ./decode.ts: it applies the defaults, normalises ids and reports one-line errors.
 //
-// Presence conventions (spec.md §1.0), mirrored in how each field is declared:
+// Presence conventions, mirrored in how each field is declared:
 // - `Option<T>` → `option(T)`: absent or null on input; decoded as null when absent.
 // - `#[serde(default)]` non-Option → `defaulted(T, d)`: absent gives `d`, but null is rejected.
 // - everything else is required.
@@ -51,6 +51,7 @@ const U64_MAX = 2n ** 64n - 1n;
 export const U8 = T.Integer({ minimum: 0, maximum: 255 });
 export const U32 = T.Integer({ minimum: 0, maximum: 4294967295 });
 export const U64 = exact(T.Integer({ minimum: 0, maximum: Number(U64_MAX) }), 0n, U64_MAX);
+export const I32 = T.Integer({ minimum: -2147483648, maximum: 2147483647 });
 export const I64 = exact(
   T.Integer({ minimum: -Number(2n ** 63n), maximum: Number(2n ** 63n - 1n) }),
   -(2n ** 63n),
@@ -58,6 +59,8 @@ export const I64 = exact(
 );
 /** NonZeroU64: 0 is a parse error in the reference. */
 export const NonZeroU64 = exact(T.Integer({ minimum: 1, maximum: Number(U64_MAX) }), 1n, U64_MAX);
+/** A u64 this side only sends (a response field): the published schema states no upper bound. */
+export const SentU64 = T.Integer({ minimum: 0 });
 
 /** TenantId / TimelineId: 32 hex digits, either case on input, lower case once decoded. */
 export const HexId = T.String({
@@ -211,6 +214,12 @@ export type PageserverShardInfo = Static<typeof PageserverShardInfo>;
 
 /** ShardIndex as a map key: "NNCC", shard number then shard count, 2 hex digits each. */
 export const SHARD_INDEX_PATTERN = "^[0-9A-Fa-f]{4}$";
+
+/** The ShardIndex key "NNCC" of shard `number` of `count` (lower-case hex, as the reference). */
+export function shardIndex(number: number, count: number): string {
+  const hex2 = (n: number) => n.toString(16).padStart(2, "0");
+  return `${hex2(number)}${hex2(count)}`;
+}
 
 export const PageserverConnectionInfo = T.Object(
   {

@@ -1,4 +1,4 @@
-// Remote extensions (http.md §6.8, startup.md §2.2 step 3): fetching `{ext}.tar.zst` from the
+// Remote extensions: fetching `{ext}.tar.zst` from the
 // extension gateway into the directories pg_config reports, the control files written at start,
 // and the shared_preload_libraries preload.
 //

@@ -1,4 +1,4 @@
-// The HTTP conventions both compute_ctl servers share (http.md §1.1, §1.3, §1.4): request ids on
+// The HTTP conventions both compute_ctl servers share: request ids on
 // every response, the tracing-shaped access log, empty 404/405 bodies, `{"error": …}` bodies for
 // failures, the JSON body extractor's rejections, JWT guarding and the dual-stack listener.
 //
@@ -290,7 +290,7 @@ export function createHttpApp(opts: { name: "external" | "internal"; logger: Log
 
 /**
  * A plugin that makes every route registered after it, on the instance that uses it, require
- * the JWT check (http.md §1.5). Failures answer `{"error": …}` with 400/401/403 and are logged
+ * the JWT check. Failures answer `{"error": …}` with 400/401/403 and are logged
  * at ERROR, like the reference. Unknown paths and wrong methods are decided before it runs.
  */
 export function authGuard(authorize: Authorizer) {

@@ -1,4 +1,4 @@
-// The OpenAPI 3.0 document the servers publish (issue 5 item 6), built from the same TypeBox
+// The OpenAPI 3.0 document the servers publish, built from the same TypeBox
 // schemas that validate bodies, so it cannot drift from them. TypeBox schemas are JSON Schema
 // (2020-12 flavoured); OpenAPI 3.0 takes a dialect of draft 4, so the walk below collects every
 // schema with a `$id` as a component and rewrites the keywords 3.0 lacks (`const`, `type: null`
@@ -179,7 +179,7 @@ export interface ResponseDoc {
 
 export interface RouteDoc {
   server: Server;
-  /** Behind the JWT guard (http.md §1.5). */
+  /** Behind the JWT guard. */
   auth: boolean;
   method: Method;
   /** The OpenAPI path template. */
@@ -198,7 +198,7 @@ const error = (description: string): ResponseDoc => ({ description, json: Generi
 const wrongStatus = error(
   "The compute is not in a state that allows this (`invalid compute status: <status>`).",
 );
-// The reference's Json extractor rejections (http.md §1.3), shared by every route with a body.
+// The reference's Json extractor rejections, shared by every route with a body.
 const bodyRejections: Record<number, ResponseDoc> = {
   400: error("The body is not valid JSON."),
   413: error("The body is larger than 2 MiB."),

@@ -1,5 +1,5 @@
 // Per-request bookkeeping shared by the access log, the error mapping and handlers: the request id
-// (echoed from `x-request-id` or generated, http.md §1.4), the request's logger span and its start.
+// (echoed from `x-request-id` or generated), the request's logger span and its start.
 import type { Logger } from "../log.ts";
 
 export const X_REQUEST_ID = "x-request-id";

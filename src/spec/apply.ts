@@ -99,7 +99,7 @@ function parseUsize(text: string): number | null {
 }
 
 /**
- * Concurrency on the first start, from max_connections (spec.md §3.7): taken from the settings,
+ * Concurrency on the first start, from max_connections: taken from the settings,
  * else from the first postgresql_conf line whose key is exactly max_connections with an integer
  * value. Clamped to at least 1 (0 would never run a task).
  */

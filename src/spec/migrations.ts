@@ -1,5 +1,5 @@
-// Catalog migrations, run once per cluster in the background after a primary's first apply
-// (spec.md §5). neon_migration.migration_id holds how many have run; each runs in its own
+// Catalog migrations, run once per cluster in the background after a primary's first apply.
+// neon_migration.migration_id holds how many have run; each runs in its own
 // transaction together with the bump of that counter, so a failure leaves the previous count and
 // the next start resumes there. ONLY APPEND to the list: ids are positions.
 import type { Sql } from "postgres";

@@ -1,5 +1,5 @@
 // The planner: a pure function from (catalog snapshot, spec, options) to the statements that
-// bring the catalog in line with the spec, grouped into the reference's phases (spec.md §3.3) and
+// bring the catalog in line with the spec, grouped into the reference's phases and
 // by the database they run in. Nothing here touches Postgres, so the plan can be printed (dry
 // run) or unit-tested, and the executor only runs what it is given.
 import type { ComputeSpec, Database, DeltaOp } from "../api/spec.ts";

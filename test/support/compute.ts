@@ -141,7 +141,7 @@ export function emptyConfig(jwks: unknown) {
   return { spec: null, compute_ctl_config: { jwks } };
 }
 
-/** The minimal spec of the reference's termination tests (spec.md §1.9). */
+/** The minimal spec of the reference's termination tests. */
 export function minimalSpec(overrides: Record<string, unknown> = {}) {
   return {
     format_version: 1.0,

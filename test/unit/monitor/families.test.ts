@@ -1,5 +1,5 @@
-// /metrics families and label names exactly as the reference exports them (startup.md §5,
-// http.md §6.1), written out by hand here. Labelled families appear once used; plain ones always.
+// /metrics families and label names exactly as the reference exports them, written out by hand
+// here. Labelled families appear once used; plain ones always.
 import { expect, test } from "bun:test";
 import { createMetrics } from "../../../src/metrics/registry.ts";
 

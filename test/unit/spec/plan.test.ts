@@ -1,5 +1,5 @@
 // The planner over hand-built catalog snapshots: no Postgres. Expected statements are written
-// out from spec.md §3, not captured from the planner.
+// out by hand from the reference's apply phases, not captured from the planner.
 import { describe, expect, test } from "bun:test";
 import { decode } from "../../../src/api/decode.ts";
 import { ComputeSpec } from "../../../src/api/spec.ts";

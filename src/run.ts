@@ -17,6 +17,7 @@ import { raiseCoreLimit } from "./postgres/rlimit.ts";
 import { pgMajorVersion, resolvePgTools } from "./postgres/tools.ts";
 import { Sidecars } from "./sidecars/sidecars.ts";
 import { environment, hostEnv, knobs, sidecarKnobs } from "./testing-knobs.ts";
+import { parentDeathWarning } from "./util/spawn.ts";
 import { BUILD_TAG } from "./version.ts";
 
 const SIGNAL_NUMBERS = { SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 } as const;
@@ -40,12 +41,18 @@ function terminationSignal(): Promise<void> {
  * exists, the child registry is closed directly.
  */
 export async function run(params: Params): Promise<number> {
-  configureLogging({ level: params.logLevel, format: params.logFormat });
+  configureLogging({
+    level: params.logLevel,
+    format: params.logFormat,
+    fileDirectory: params.lakebaseMode ? environment.logDirectory() : null,
+  });
   log.info(`compute build_tag: ${BUILD_TAG}`);
   // Core dumps of Postgres are how crashes get diagnosed; a lower hard limit is only a warning
   // here (the reference exits 1).
   const core = raiseCoreLimit();
   if (!core.ok) log.warn(`could not raise the core dump size limit: ${core.reason}`);
+  const orphanRisk = parentDeathWarning();
+  if (orphanRisk) log.warn(orphanRisk);
 
   const metrics = createMetrics();
   const children = new Children();
@@ -68,6 +75,18 @@ export async function run(params: Params): Promise<number> {
   const code = signalled ? await stopped : ran;
   log.info("shutting down");
   return code;
+}
+
+/** A configuration refresh: the same source as at start-up, read again; null means no spec. */
+async function rereadSpec(params: Params, metrics: Metrics) {
+  if (params.configPath) log.info(`reloading config.json from path: ${params.configPath}`);
+  const config = await acquireConfig(params, metrics);
+  if (!config.spec) return null;
+  try {
+    return parseSpec(config.spec);
+  } catch (err) {
+    throw new Error("could not parse spec", { cause: err });
+  }
 }
 
 async function runCompute(
@@ -120,6 +139,7 @@ async function runCompute(
         metrics,
         lfc,
         extensionStatsIntervalSeconds: params.installedExtensionsCollectionInterval,
+        instanceId: environment.instanceId(),
         tls: config.tls,
         sidecars: new Sidecars({
           tls: config.tls,
@@ -129,6 +149,7 @@ async function runCompute(
         }),
       },
       pspec,
+      () => rereadSpec(params, metrics),
     );
     onLifecycle(lifecycle);
     await startHttpServers({
@@ -139,10 +160,14 @@ async function runCompute(
       lfc,
       remote,
       pgDump: tools.pgDump,
+      pgIsready: tools.pgIsready,
       jwks: config.jwks,
       instanceIdBypass: environment.instanceIdSet(),
     });
-    return await lifecycle.run();
+    const code = await Promise.race([lifecycle.run(), lifecycle.forcedExit]);
+    // A forced exit leaves run() where it was: stop what compute_ctl started before leaving.
+    await children.close(knobs.childGraceMs);
+    return code;
   } catch (err) {
     if (err instanceof ConfigError) {
       log.error(formatOneLine(err));

@@ -58,6 +58,10 @@ export const environment = {
   autoscaling: (): boolean => process.env.AUTOSCALING !== undefined,
   /** INSTANCE_ID: set (even empty): the external server accepts every request without a JWT. */
   instanceIdSet: (): boolean => process.env.INSTANCE_ID !== undefined,
+  /** INSTANCE_ID's value (Hadron): lakebase names the instance in metrics, logs and Postgres's env. */
+  instanceId: (): string | null => process.env.INSTANCE_ID ?? null,
+  /** COMPUTE_CTL_LOG_DIRECTORY: lakebase mode's daily JSON log files go there (unset: none). */
+  logDirectory: (): string | null => process.env.COMPUTE_CTL_LOG_DIRECTORY || null,
   /** NEON_CONTROL_PLANE_TOKEN: the bearer token of `-p`'s config request. */
   controlPlaneToken: (): string | undefined => process.env.NEON_CONTROL_PLANE_TOKEN,
   /** NEON_COMPUTE_TESTING_BASEBACKUP_RETRIES: the basebackup's retry count, as given. */

@@ -19,6 +19,7 @@ import { catalogUpdatesSkipped } from "../spec/apply.ts";
 import { elapsedMs, nowMicros } from "../util/clock.ts";
 import { applySpec } from "./apply.ts";
 import type { ComputeEnv } from "./env.ts";
+import { databricksEnv } from "./lakebase.ts";
 import { preparePgdata, writeConf } from "./prepare-pgdata.ts";
 
 /** Lifts the cluster size limit while compute_ctl itself creates roles and extensions. */
@@ -62,11 +63,17 @@ export async function startCompute(
   ]);
 
   const t0 = performance.now();
+  let extraEnv: Record<string, string> | undefined;
+  if (params.lakebaseMode) {
+    extraEnv = databricksEnv(pspec, params.computeId, env.instanceId);
+    log.info(`Starting Postgres for databricks endpoint id: ${extraEnv.DATABRICKS_ENDPOINT_ID}`);
+  }
   const pg = spawnPostgres({
     pgbin: tools.postgres,
     pgdata: params.pgdata,
     token: pspec.storageAuthToken,
     children: env.children,
+    extraEnv,
   });
   onPostgres(pg);
   await waitForPostgres({ proc: pg, pgdata: params.pgdata });

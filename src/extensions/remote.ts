@@ -14,6 +14,7 @@ import type { ComputeMetrics } from "../api/responses.ts";
 import type { RemoteExtSpec } from "../api/spec.ts";
 import { type Logger, log as rootLog } from "../log.ts";
 import { httpStatusLabel, type Metrics } from "../metrics/registry.ts";
+import { spawnChild } from "../util/spawn.ts";
 import { BUILD_TAG } from "../version.ts";
 import { installPlan, planArchive } from "./archive.ts";
 import { archivePath, goArch, isAllowed, preloadLibraries, resolveExtension } from "./spec.ts";
@@ -54,7 +55,7 @@ const DEFAULT_MAX_TAR_BYTES = 1 << 30;
 
 /** Runs `pg_config --sharedir --pkglibdir` once (it prints one line per flag, in order). */
 export async function readPgDirs(pgConfig: string): Promise<PgDirs> {
-  const proc = Bun.spawn([pgConfig, "--sharedir", "--pkglibdir"], {
+  const proc = spawnChild([pgConfig, "--sharedir", "--pkglibdir"], {
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",

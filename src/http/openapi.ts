@@ -359,11 +359,31 @@ export const ROUTES: RouteDoc[] = [
       },
     ],
     responses: {
-      200: { description: "Terminated.", json: TerminateResponse },
+      200: {
+        description:
+          "Terminated. In lakebase mode an Empty compute answers 200 with an empty body instead and the process exits 0 five seconds later.",
+        json: TerminateResponse,
+      },
       201: { description: "Was already terminated.", json: TerminateResponse },
       400: error("Bad `mode`."),
       412: wrongStatus,
       500: error("The shutdown failed."),
+    },
+  },
+  {
+    server: "external",
+    auth: true,
+    method: "get",
+    path: "/hadron_liveness_probe",
+    route: "/hadron_liveness_probe",
+    operationId: "hadronLivenessProbe",
+    summary: "Whether Postgres accepts connections (`pg_isready -p <connstr port>`).",
+    responses: {
+      200: {
+        description: 'Postgres accepts connections: the JSON string `"ok"`.',
+        content: { type: "application/json", schema: { type: "string", enum: ["ok"] } },
+      },
+      500: error("pg_isready failed, or the connstr names no port."),
     },
   },
   {
@@ -505,6 +525,24 @@ export const ROUTES: RouteDoc[] = [
       409: error("The spec has no remote_extensions."),
       412: error("No --remote-ext-base-url, or no spec yet."),
       500: error("The download or the installation failed."),
+    },
+  },
+  {
+    server: "internal",
+    auth: false,
+    method: "post",
+    path: "/refresh_configuration",
+    route: "/refresh_configuration",
+    operationId: "refreshConfiguration",
+    summary:
+      "Ask for the configuration to be read again (called by Postgres on page request errors).",
+    description:
+      "Counts the call in pg_cctl_pagestream_request_errors_total. From running, failed or refresh_configuration_pending the compute becomes refresh_configuration_pending and re-reads its configuration; in init nothing changes. Does not wait for the refresh.",
+    responses: {
+      200: empty("Accepted (empty body)."),
+      500: error(
+        "The compute is in a status that allows no refresh (`Cannot refresh compute configuration in state <Status>`).",
+      ),
     },
   },
   {

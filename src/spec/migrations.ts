@@ -61,11 +61,16 @@ $$`,
   "GRANT pg_signal_backend TO {priv} WITH ADMIN OPTION",
 ];
 
-export function renderMigrations(privilegedRoleName: string): string[] {
+export function renderMigrations(privilegedRoleName: string, lakebase = false): string[] {
   if (!/^[a-z_]+$/.test(privilegedRoleName)) {
     throw new Error(`invalid privileged role name '${privilegedRoleName}'`);
   }
-  return MIGRATIONS.map((m) => m.replaceAll("{priv}", privilegedRoleName));
+  const rendered = MIGRATIONS.map((m) => m.replaceAll("{priv}", privilegedRoleName));
+  // Lakebase's privileged role is databricks_superuser: every neon_superuser in the rendered
+  // text, the default role name included, is renamed.
+  return lakebase
+    ? rendered.map((m) => m.replaceAll("neon_superuser", "databricks_superuser"))
+    : rendered;
 }
 
 const PREPARE = [

@@ -16,6 +16,7 @@ import { configFileErrors } from "../postgres/conf-check.ts";
 import { lineInFile, withTmpOverride } from "../postgres/files.ts";
 import { pgCtlReload, spawnPostgres, waitForPostgres } from "../postgres/process.ts";
 import { catalogUpdatesSkipped } from "../spec/apply.ts";
+import { inSpan } from "../tracing/index.ts";
 import { elapsedMs, nowMicros } from "../util/clock.ts";
 import { applySpec } from "./apply.ts";
 import type { ComputeEnv } from "./env.ts";
@@ -58,7 +59,7 @@ export async function startCompute(
   // Remote extensions' control files and preloaded libraries are fetched while PGDATA is
   // prepared, as the reference runs its pre-start tasks concurrently.
   await Promise.all([
-    preparePgdata(env, pspec),
+    inSpan("prepare_pgdata", () => preparePgdata(env, pspec)),
     pspec.spec.remote_extensions ? env.remote.prepareAtStart(pspec) : undefined,
   ]);
 
@@ -68,20 +69,23 @@ export async function startCompute(
     extraEnv = databricksEnv(pspec, params.computeId, env.instanceId);
     log.info(`Starting Postgres for databricks endpoint id: ${extraEnv.DATABRICKS_ENDPOINT_ID}`);
   }
-  const pg = spawnPostgres({
-    pgbin: tools.postgres,
-    pgdata: params.pgdata,
-    token: pspec.storageAuthToken,
-    children: env.children,
-    extraEnv,
+  const pg = await inSpan("start_postgres", async () => {
+    const proc = spawnPostgres({
+      pgbin: tools.postgres,
+      pgdata: params.pgdata,
+      token: pspec.storageAuthToken,
+      children: env.children,
+      extraEnv,
+    });
+    onPostgres(proc);
+    await waitForPostgres({ proc, pgdata: params.pgdata });
+    return proc;
   });
-  onPostgres(pg);
-  await waitForPostgres({ proc: pg, pgdata: params.pgdata });
   timings.start_postgres_ms = elapsedMs(t0);
 
   const t1 = performance.now();
   if (computeModeType(pspec.spec.mode) === "primary") {
-    await configureAsPrimary(env, pspec);
+    await inSpan("apply_config", () => configureAsPrimary(env, pspec));
     void reportInstalledExtensions(params.connstr, env.metrics);
   }
   timings.config_ms = elapsedMs(t1);

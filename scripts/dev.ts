@@ -81,15 +81,30 @@ function md5Password(password: string, user: string): string {
 process.stderr.write(
   `starting a local ${mode} compute (the first run builds compute_ctl and a basebackup: about 15 s)…\n`,
 );
-const bin = await compiledBinary();
-const stack = await startLocalStack({
-  mode,
-  safekeepers: "agree",
-  realBindir: neonStubTree(process.env.PG_BINDIR),
-  skipCatalogUpdates: false,
-  // The wrapper's sync-safekeepers prints nothing (its sample log records are for tests).
-  sync: { stderrLines: [] },
-});
+/** A failure before compute_ctl runs: one line (the build's output follows it), no stack trace. */
+async function orFail<T>(what: string, p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (err) {
+    process.stderr.write(`error: ${what}: ${(err as Error).message}\n`);
+    await cleanup();
+    process.exit(1);
+  }
+}
+
+const bin = await orFail("cannot build compute_ctl", compiledBinary());
+const stack = await orFail(
+  "cannot start the local stack",
+  (async () =>
+    startLocalStack({
+      mode,
+      safekeepers: "agree",
+      realBindir: neonStubTree(process.env.PG_BINDIR),
+      skipCatalogUpdates: false,
+      // The wrapper's sync-safekeepers prints nothing (its sample log records are for tests).
+      sync: { stderrLines: [] },
+    }))(),
+);
 const key = await ed25519Key();
 const token = await key.sign({ compute_id: COMPUTE_ID });
 const computeCtlConfig = { jwks: jwks(key) };

@@ -4,7 +4,7 @@
 import { chmod, copyFile, mkdir, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { ParsedSpec } from "../api/parsed-spec.ts";
-import { computeModeType, staticModeLsn } from "../api/spec.ts";
+import { computeModeType, shardIndex, staticModeLsn, type TlsConfig } from "../api/spec.ts";
 import { log } from "../log.ts";
 import { readOvercommitMemory, tlsEnabled, writePostgresConf } from "../postgres/conf.ts";
 import { lineInFile, PG_HBA_MD5_LINE } from "../postgres/files.ts";
@@ -52,7 +52,7 @@ export async function writeConf(env: ComputeEnv, pspec: ParsedSpec): Promise<voi
  * owner. (The reference also checks that the key matches an ECDSA P-256 certificate and retries
  * forever otherwise; here an unreadable file fails the start and Postgres validates the pair.)
  */
-async function copyTlsFiles(pgdata: string, tls: { key_path: string; cert_path: string }) {
+async function copyTlsFiles(pgdata: string, tls: TlsConfig) {
   for (const [from, to] of [
     [tls.key_path, "server.key"],
     [tls.cert_path, "server.crt"],
@@ -112,7 +112,7 @@ export function shardZeroUrl(pspec: ParsedSpec): string {
   if (info.preferProtocol !== "libpq") {
     throw new Error("the gRPC basebackup protocol is not supported; use libpq");
   }
-  const key = `00${info.shardCount.toString(16).padStart(2, "0")}`;
+  const key = shardIndex(0, info.shardCount);
   const shard = info.shards[key];
   const url = shard?.pageservers[0]?.libpqUrl;
   if (!url) throw new Error(`no libpq pageserver for shard ${key}`);

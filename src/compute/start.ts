@@ -107,7 +107,7 @@ function preStartTasks(env: ComputeEnv, pspec: ParsedSpec): PreStartTask[] {
 async function configureAsPrimary(env: ComputeEnv, pspec: ParsedSpec): Promise<void> {
   const { pgdata } = env.params;
   if (catalogUpdatesSkipped(pspec.spec) === null) {
-    env.extensionStatsIntervalSeconds = collectionIntervalFromSpec(
+    env.state.extensionStatsIntervalSeconds = collectionIntervalFromSpec(
       pspec.spec.suspend_timeout_seconds,
     );
     await withTmpOverride(pgdata, CATALOG_UPDATE_OVERRIDE, async () => {
@@ -163,7 +163,7 @@ async function writeCheckedConf(env: ComputeEnv, pspec: ParsedSpec): Promise<voi
 /** /configure on a running compute: new postgresql.conf, reload, and the catalog updates. */
 export async function reconfigureCompute(env: ComputeEnv, pspec: ParsedSpec): Promise<void> {
   const { pgdata } = env.params;
-  env.extensionStatsIntervalSeconds = collectionIntervalFromSpec(
+  env.state.extensionStatsIntervalSeconds = collectionIntervalFromSpec(
     pspec.spec.suspend_timeout_seconds,
   );
   void env.sidecars.tunePgbouncerInBackground(pspec.spec);

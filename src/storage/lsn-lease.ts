@@ -4,6 +4,7 @@
 // the storage token as password and no application_name or options. The answer is valid_until in
 // unix milliseconds, or NULL when the LSN is already behind the GC cutoff: that is permanent, so
 // the loop logs a warning and ends while the compute keeps running.
+import { shardIndex } from "../api/spec.ts";
 import { formatOneLine } from "../errors.ts";
 import { type Logger, log as rootLog } from "../log.ts";
 import { PqConnection, parseConnstring } from "./pq.ts";
@@ -53,8 +54,7 @@ const RETRY_MAX_MS = 60_000;
 /** TenantShardId's Display: `<tenant>` when unsharded (count 0), else `<tenant>-NNCC` in hex. */
 export function tenantShardId(tenantId: string, shardNumber: number, shardCount: number): string {
   if (shardCount === 0) return tenantId;
-  const hex = (n: number) => n.toString(16).padStart(2, "0");
-  return `${tenantId}-${hex(shardNumber)}${hex(shardCount)}`;
+  return `${tenantId}-${shardIndex(shardNumber, shardCount)}`;
 }
 
 /** lsn_lease.rs: sleep 60 s less than the validity, but at least half of it. */

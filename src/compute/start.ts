@@ -16,9 +16,11 @@ import { configFileErrors } from "../postgres/conf-check.ts";
 import { lineInFile, withTmpOverride } from "../postgres/files.ts";
 import { pgCtlReload, spawnPostgres, waitForPostgres } from "../postgres/process.ts";
 import { catalogUpdatesSkipped } from "../spec/apply.ts";
+import { inSpan } from "../tracing/index.ts";
 import { elapsedMs, nowMicros } from "../util/clock.ts";
 import { applySpec } from "./apply.ts";
 import type { ComputeEnv } from "./env.ts";
+import { databricksEnv } from "./lakebase.ts";
 import { type PreStartTask, runPreStartTasks } from "./pre-start.ts";
 import { preparePgdata, writeConf } from "./prepare-pgdata.ts";
 
@@ -58,19 +60,28 @@ export async function startCompute(
   const preStart = await runPreStartTasks(preStartTasks(env, pspec));
 
   const t0 = performance.now();
-  const pg = spawnPostgres({
-    pgbin: tools.postgres,
-    pgdata: params.pgdata,
-    token: pspec.storageAuthToken,
-    children: env.children,
+  let extraEnv: Record<string, string> | undefined;
+  if (params.lakebaseMode) {
+    extraEnv = databricksEnv(pspec, params.computeId, env.instanceId);
+    log.info(`Starting Postgres for databricks endpoint id: ${extraEnv.DATABRICKS_ENDPOINT_ID}`);
+  }
+  const pg = await inSpan("start_postgres", async () => {
+    const proc = spawnPostgres({
+      pgbin: tools.postgres,
+      pgdata: params.pgdata,
+      token: pspec.storageAuthToken,
+      children: env.children,
+      extraEnv,
+    });
+    onPostgres(proc);
+    await waitForPostgres({ proc, pgdata: params.pgdata });
+    return proc;
   });
-  onPostgres(pg);
-  await waitForPostgres({ proc: pg, pgdata: params.pgdata });
   timings.start_postgres_ms = elapsedMs(t0);
 
   const t1 = performance.now();
   if (computeModeType(pspec.spec.mode) === "primary") {
-    await configureAsPrimary(env, pspec);
+    await inSpan("apply_config", () => configureAsPrimary(env, pspec));
     void reportInstalledExtensions(params.connstr, env.metrics);
   }
   timings.config_ms = elapsedMs(t1);
@@ -89,7 +100,9 @@ export async function startCompute(
  */
 function preStartTasks(env: ComputeEnv, pspec: ParsedSpec): PreStartTask[] {
   const { spec } = pspec;
-  const tasks: PreStartTask[] = [{ name: "pgdata", run: () => preparePgdata(env, pspec) }];
+  const tasks: PreStartTask[] = [
+    { name: "pgdata", run: () => inSpan("prepare_pgdata", () => preparePgdata(env, pspec)) },
+  ];
   if (spec.remote_extensions) {
     tasks.push({ name: "remote_extensions", run: () => env.remote.prepareAtStart(pspec) });
   }

@@ -1,5 +1,5 @@
 // The basebackup: one CopyOut of a gzip tar from shard 0's pageserver, unpacked into PGDATA,
-// with the reference's retry loop around it (startup.md §2.6).
+// with the reference's retry loop around it.
 //
 // Testing knob: NEON_COMPUTE_TESTING_BASEBACKUP_RETRIES=<n> replaces the 10 retries (the
 // reference honours it only in its `testing` builds; here it is always read).

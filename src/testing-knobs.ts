@@ -107,3 +107,26 @@ export const hostEnv = {
   auditEndpoint: process.env.AUDIT_LOGGING_ENDPOINT ?? "",
   auditTlsEndpoint: process.env.AUDIT_LOGGING_TLS_ENDPOINT ?? "",
 };
+
+/**
+ * Not testing knobs: the OpenTelemetry variables compute_ctl honours (read once, at start).
+ */
+export const serviceEnv = {
+  OTEL_SDK_DISABLED: process.env.OTEL_SDK_DISABLED,
+  OTEL_EXPORTER_OTLP_ENDPOINT: process.env.OTEL_EXPORTER_OTLP_ENDPOINT,
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+  OTEL_BSP_SCHEDULE_DELAY: process.env.OTEL_BSP_SCHEDULE_DELAY,
+  TRACEPARENT: process.env.TRACEPARENT,
+  TRACESTATE: process.env.TRACESTATE,
+};
+
+/**
+ * NOTIFY_SOCKET (systemd's Type=notify socket), taken out of the environment: the children
+ * inherit compute_ctl's environment, and a Postgres built with systemd support would otherwise
+ * report READY=1 itself, before the compute is running.
+ */
+export function takeNotifySocket(): string | undefined {
+  const address = process.env.NOTIFY_SOCKET;
+  delete process.env.NOTIFY_SOCKET;
+  return address;
+}

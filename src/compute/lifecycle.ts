@@ -13,6 +13,7 @@ import { findCoreDumps, logCoreDumpBacktraces } from "../postgres/process.ts";
 import { type LsnLeaseLoop, startLsnLeaseLoop, tenantShardId } from "../storage/lsn-lease.ts";
 import { syncSafekeepers } from "../storage/sync-safekeepers.ts";
 import { environment, knobs } from "../testing-knobs.ts";
+import { inSpan, type SpanParent, startupTraceParent } from "../tracing/index.ts";
 import { nowMicros } from "../util/clock.ts";
 import { hostPath } from "../util/host.ts";
 import { parseConnstr, startVmMonitor } from "../vm-monitor/index.ts";
@@ -64,6 +65,8 @@ export class Lifecycle {
   #postgres: Subprocess | null = null;
   /** compute_ctl itself got SIGINT/SIGTERM/SIGQUIT: the shutdown is shutdownOnSignal's. */
   #signalled = false;
+  /** The span of the /configure request that started an Empty compute: start_compute's parent. */
+  #configureSpan: SpanParent | null = null;
   #lease: LsnLeaseLoop | null = null;
   /** Postgres is up after a successful start: a refresh can be carried out. */
   #configuratorUp = false;
@@ -147,9 +150,15 @@ export class Lifecycle {
     try {
       state.set("init");
       guard = this.#startInitGuard();
-      await startCompute(this.env, pspec, (pg) => {
-        this.#postgres = pg;
-      });
+      // Part of the /configure request that brought the spec, else of TRACEPARENT's trace.
+      await inSpan(
+        "start_compute",
+        () =>
+          startCompute(this.env, pspec, (pg) => {
+            this.#postgres = pg;
+          }),
+        { parent: this.#configureSpan ?? startupTraceParent() },
+      );
       clearTimeout(guard);
       if (this.#exitCode !== null) return this.#exitCode;
       state.set("running");
@@ -206,11 +215,15 @@ export class Lifecycle {
     return exitCode;
   }
 
-  /** POST /configure: accept a new spec in `empty` or `running`, then wait for the outcome. */
-  async configure(pspec: ParsedSpec): Promise<ConfigureResult> {
+  /**
+   * POST /configure: accept a new spec in `empty` or `running`, then wait for the outcome.
+   * `span` is the request's trace span; an Empty compute's start becomes part of it.
+   */
+  async configure(pspec: ParsedSpec, span: SpanParent | null = null): Promise<ConfigureResult> {
     const { state } = this.env;
     const from = state.status;
     if (from !== "empty" && from !== "running") return { kind: "invalid-status", status: from };
+    if (from === "empty") this.#configureSpan = span;
     this.#adoptSpec(pspec);
     state.set("configuration_pending");
     if (from === "running") void this.#reconfigure(pspec);
@@ -353,7 +366,12 @@ export class Lifecycle {
           setFileCacheSize: (b) => metrics.vmMonitorFileCacheSize.set(b),
         },
       });
-      return { stop: () => void monitor.stop() };
+      return {
+        stop: () =>
+          void monitor
+            .stop()
+            .catch((err) => log.warn(`stopping the vm-monitor: ${formatOneLine(err)}`)),
+      };
     } catch (err) {
       log.error(`could not start the vm-monitor on ${params.vmMonitorAddr}: ${formatOneLine(err)}`);
       return null;

@@ -12,6 +12,7 @@ import { findStalePostmaster, stopStalePostmaster } from "../postgres/stale-post
 import { basebackupCommand, getBasebackup, libpqBasebackupSource } from "../storage/basebackup.ts";
 import { checkSafekeepersSynced } from "../storage/safekeepers.ts";
 import { syncSafekeepersWithRetries } from "../storage/sync-safekeepers.ts";
+import { inSpan } from "../tracing/index.ts";
 import { elapsedMs } from "../util/clock.ts";
 import type { ComputeEnv } from "./env.ts";
 import { prepareDatabricksPgdata } from "./lakebase.ts";
@@ -102,12 +103,14 @@ export async function selectLsn(env: ComputeEnv, pspec: ParsedSpec): Promise<str
   const t0 = performance.now();
   let synced: string | null = null;
   try {
-    synced = await checkSafekeepersSynced({
-      safekeepers: pspec.safekeeperConnstrings,
-      tenantId: pspec.tenantId,
-      timelineId: pspec.timelineId,
-      token: pspec.storageAuthToken,
-    });
+    synced = await inSpan("check_safekeepers_synced", () =>
+      checkSafekeepersSynced({
+        safekeepers: pspec.safekeeperConnstrings,
+        tenantId: pspec.tenantId,
+        timelineId: pspec.timelineId,
+        token: pspec.storageAuthToken,
+      }),
+    );
   } catch (err) {
     log.warn(`checking whether the safekeepers are synced failed: ${String(err)}`);
   }
@@ -116,12 +119,14 @@ export async function selectLsn(env: ComputeEnv, pspec: ParsedSpec): Promise<str
     log.info(`safekeepers are already synced at LSN ${synced}, skipping --sync-safekeepers`);
     return synced;
   }
-  const { lsn, ms } = await syncSafekeepersWithRetries({
-    pgbin: env.tools.postgres,
-    pgdata: env.params.pgdata,
-    token: pspec.storageAuthToken,
-    children: env.children,
-  });
+  const { lsn, ms } = await inSpan("sync_safekeepers", () =>
+    syncSafekeepersWithRetries({
+      pgbin: env.tools.postgres,
+      pgdata: env.params.pgdata,
+      token: pspec.storageAuthToken,
+      children: env.children,
+    }),
+  );
   timings.sync_safekeepers_ms = Math.round(ms);
   log.info(`safekeepers synced at LSN ${lsn}`);
   return lsn;
@@ -199,6 +204,8 @@ export async function preparePgdata(env: ComputeEnv, pspec: ParsedSpec): Promise
   await createPgdata(pgdata, env.params.lakebaseMode);
   await writeConf(env, pspec);
   const lsn = await selectLsn(env, pspec);
-  await fetchBasebackup(env, pspec, lsn);
+  await inSpan("get_basebackup", () => fetchBasebackup(env, pspec, lsn), {
+    attributes: { lsn },
+  });
   await fixupPgdata(pgdata, pspec, env.params.lakebaseMode);
 }

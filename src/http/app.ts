@@ -16,6 +16,7 @@ import { type AnyElysia, Elysia, StatusMap } from "elysia";
 import { type ComputeStatus, displayStatus } from "../api/status.ts";
 import { formatOneLine } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { startHttpSpan } from "../tracing/index.ts";
 import { readAllBounded } from "../util/streams.ts";
 import type { Authorizer } from "./auth.ts";
 import {
@@ -220,7 +221,8 @@ export function createHttpApp(opts: { name: "external" | "internal"; logger: Log
         uri,
         version: "HTTP/1.1",
       });
-      const info: RequestInfo = { id, log, start: performance.now() };
+      const span = startHttpSpan(request.method, pathOf(uri), request.headers);
+      const info: RequestInfo = { id, log, start: performance.now(), span };
       setRequestInfo(request, info);
       set.headers[X_REQUEST_ID] = id;
       log.info(`${request.method} ${uri}`, { request_id: id });
@@ -285,6 +287,7 @@ export function createHttpApp(opts: { name: "external" | "internal"; logger: Log
         code,
         latency: Math.floor(performance.now() - info.start),
       });
+      info.span?.end(code);
     });
 }
 

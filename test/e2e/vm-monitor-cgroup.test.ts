@@ -2,6 +2,7 @@
 // cgroup tree under COMPUTE_CTL_TESTING_HOST_ROOT whose memory.stat the test rewrites, and the
 // fake autoscaler-agent. MemTotal is 1 GiB, so the threshold at connect is 870.4 MiB.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { rmSync } from "node:fs";
 import { FakeAgent, type FakeCgroupHost, makeFakeCgroupHost } from "../fakes/autoscaler-agent.ts";
 import { cleanup, makeUserDir, waitFor } from "../support/proc.ts";
 import { type StandaloneMonitor, startStandaloneMonitor } from "../support/vm-monitor.ts";
@@ -33,6 +34,7 @@ const settle = (ms = 700) => Bun.sleep(ms);
 describe("memory watcher and decisions (compute_ctl vm-monitor --cgroup)", () => {
   test("upscale requests: none below the threshold; above it id 3, then at most once a second", async () => {
     host.setUsage(500 * MiB);
+    const linesBefore = monitor.stderr.lines().length;
     const agent = await FakeAgent.connected(monitor.url);
     await settle(800);
     expect(agent.upscaleRequests).toEqual([]);
@@ -46,9 +48,24 @@ describe("memory watcher and decisions (compute_ctl vm-monitor --cgroup)", () =>
     // The mean of 5 crosses after 3 polls; give a loaded machine room.
     expect(first!.at - wrote).toBeLessThan(1500);
     expect(agent.upscaleRequests.slice(0, 4).map((r) => r.id)).toEqual([3, 5, 7, 9]);
+    // Never two within 1 s, by the monitor's own clock (its log lines, in microseconds)...
+    const sent = monitor.stderr
+      .lines()
+      .slice(linesBefore)
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as { timestamp: string; message: string; id?: number })
+      .filter((l) => l.message.startsWith("cgroup memory stats are high enough"))
+      .slice(0, 4);
+    expect(sent.map((l) => l.id)).toEqual([3, 5, 7, 9]);
+    const micros = (t: string) => Date.parse(t) * 1000 + (Number(t.slice(23, 26)) || 0);
+    for (let i = 1; i < 4; i++) {
+      expect(micros(sent[i]!.timestamp) - micros(sent[i - 1]!.timestamp)).toBeGreaterThanOrEqual(
+        1_000_000,
+      );
+    }
+    // ...and no gap over 1.5 s as the agent sees it (with room for a loaded machine).
     for (let i = 1; i < 4; i++) {
       const gap = agent.upscaleRequests[i]!.at - agent.upscaleRequests[i - 1]!.at;
-      expect(gap).toBeGreaterThanOrEqual(990);
       expect(gap).toBeLessThan(1800);
     }
 
@@ -145,6 +162,38 @@ describe("memory watcher and decisions (compute_ctl vm-monitor --cgroup)", () =>
     } finally {
       m.proc.kill("SIGTERM");
       await m.exited;
+    }
+  });
+
+  test("a watcher that stalls: a downscale after 5 s without a sample is an InternalError", async () => {
+    const stalled = makeFakeCgroupHost(await makeUserDir("vmm-stall-"), { memTotalBytes: GiB });
+    const m = await startStandaloneMonitor({
+      hostRoot: stalled.root,
+      args: ["--cgroup", "neon-postgres"],
+    });
+    try {
+      const agent = await FakeAgent.connected(m.url);
+      await settle(300);
+      // A FIFO nobody writes to: the next read of memory.stat never returns.
+      rmSync(stalled.statPath);
+      const mk = Bun.spawnSync(["mkfifo", "-m", "0644", stalled.statPath]);
+      expect(mk.exitCode).toBe(0);
+      await settle(5600);
+      expect(await agent.downscaleRequest({ cpu: 1, mem: GiB })).toEqual({
+        type: "InternalError",
+        error: "failed to downscale",
+        id: 2,
+      });
+      expect(m.stderr.text).toContain(
+        "haven't gotten cgroup memory stats recently enough to determine downscaling information",
+      );
+      // Still serving the agent otherwise.
+      expect(await agent.healthCheck()).toEqual({ type: "HealthCheck", id: 4 });
+    } finally {
+      m.proc.kill("SIGTERM");
+      const code = await Promise.race([m.exited, Bun.sleep(5000).then(() => "hung")]);
+      if (code === "hung") m.proc.kill("SIGKILL");
+      expect(code).toBe(0);
     }
   });
 

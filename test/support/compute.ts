@@ -33,6 +33,8 @@ export interface StartOptions {
   pgdata?: string;
   /** Wait until the external server answers (default true). */
   waitReady?: boolean;
+  /** Another compute_ctl executable than compiledBinary() (benchmarks compare builds). */
+  binary?: string;
 }
 
 export interface RunningCompute {
@@ -64,7 +66,7 @@ export async function writeUserFile(path: string, content: string): Promise<void
 }
 
 export async function startCompute(opts: StartOptions = {}): Promise<RunningCompute> {
-  const bin = await compiledBinary();
+  const bin = opts.binary ?? (await compiledBinary());
   const dir = await makeUserDir("compute-");
   const computeId = opts.computeId ?? "compute-e2e";
   const externalPort = await freePort();

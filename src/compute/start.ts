@@ -107,6 +107,8 @@ function preStartTasks(env: ComputeEnv, pspec: ParsedSpec): PreStartTask[] {
   if (spec.remote_extensions) {
     tasks.push({ name: "remote_extensions", run: () => env.remote.prepareAtStart(pspec) });
   }
+  // The certificate must be readable before Postgres starts; its watcher starts from here.
+  if (env.tls) tasks.push({ name: "tls", run: () => env.sidecars.startCertWatch() });
   // Swap and the disk quota are sized before Postgres starts, so it never runs without them.
   if (spec.swap_size_bytes != null && env.params.resizeSwapOnBind) {
     const bytes = spec.swap_size_bytes;

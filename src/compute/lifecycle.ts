@@ -9,6 +9,7 @@ import { startActivityMonitor } from "../monitor/activity.ts";
 import { startInstalledExtensionsTask } from "../monitor/installed-extensions.ts";
 import { findCoreDumps, logCoreDumpBacktraces } from "../postgres/process.ts";
 import { startLsnLeaseLoop, tenantShardId } from "../storage/lsn-lease.ts";
+import { shardIndexId } from "../storage/page-api/client.ts";
 import { syncSafekeepers } from "../storage/sync-safekeepers.ts";
 import { knobs } from "../testing-knobs.ts";
 import { nowMicros } from "../util/clock.ts";
@@ -274,17 +275,21 @@ export class Lifecycle {
   #startLease(pspec: ParsedSpec) {
     const lsn = staticModeLsn(pspec.spec.mode);
     if (lsn === null) return null;
-    const { shardCount, shards } = pspec.pageserverConnInfo;
-    const pageservers = Object.entries(shards).map(([key, shard]) => ({
-      tenantShardId: tenantShardId(
-        pspec.tenantId,
-        Number.parseInt(key.slice(0, 2), 16),
-        shardCount,
-      ),
-      urls: shard.pageservers.map((p) => p.libpqUrl).filter((u): u is string => u !== null),
-    }));
+    const { shardCount, shards, preferProtocol } = pspec.pageserverConnInfo;
+    const pageservers = Object.entries(shards).map(([key, shard]) => {
+      const shardNumber = Number.parseInt(key.slice(0, 2), 16);
+      return {
+        tenantShardId: tenantShardId(pspec.tenantId, shardNumber, shardCount),
+        shardId: shardIndexId(shardNumber, shardCount),
+        protocol: preferProtocol,
+        urls: shard.pageservers
+          .map((p) => (preferProtocol === "grpc" ? p.grpcUrl : p.libpqUrl))
+          .filter((u): u is string => u !== null),
+      };
+    });
     return startLsnLeaseLoop({
       pageservers,
+      tenantId: pspec.tenantId,
       timelineId: pspec.timelineId,
       lsn,
       token: pspec.storageAuthToken,

@@ -86,9 +86,20 @@ describe("startLsnLeaseLoop", () => {
     const s0 = await pageserver(`${TENANT}-0002`, () => clock.now + 600_000);
     const s1 = await pageserver(`${TENANT}-0102`, () => clock.now + 100_000);
     loop = startLsnLeaseLoop({
+      tenantId: TENANT,
       pageservers: [
-        { tenantShardId: tenantShardId(TENANT, 0, 2), urls: [s0.url] },
-        { tenantShardId: tenantShardId(TENANT, 1, 2), urls: [s1.url] },
+        {
+          tenantShardId: tenantShardId(TENANT, 0, 2),
+          shardId: "0002",
+          protocol: "libpq",
+          urls: [s0.url],
+        },
+        {
+          tenantShardId: tenantShardId(TENANT, 1, 2),
+          shardId: "0102",
+          protocol: "libpq",
+          urls: [s1.url],
+        },
       ],
       timelineId: TIMELINE,
       lsn: LSN,
@@ -112,7 +123,10 @@ describe("startLsnLeaseLoop", () => {
     const gone = await pageserver(TENANT, () => null);
     const failures: Error[] = [];
     const loop = startLsnLeaseLoop({
-      pageservers: [{ tenantShardId: TENANT, urls: [gone.url, ok.url] }],
+      tenantId: TENANT,
+      pageservers: [
+        { tenantShardId: TENANT, shardId: "0000", protocol: "libpq", urls: [gone.url, ok.url] },
+      ],
       timelineId: TIMELINE,
       lsn: LSN,
       token: "jwt",
@@ -134,7 +148,10 @@ describe("startLsnLeaseLoop", () => {
     });
     const flaky = await pageserver(TENANT, () => clock.now + 600_000, { refuseConnections: 3 });
     loop = startLsnLeaseLoop({
-      pageservers: () => [{ tenantShardId: TENANT, urls: [flaky.url] }],
+      tenantId: TENANT,
+      pageservers: () => [
+        { tenantShardId: TENANT, shardId: "0000", protocol: "libpq", urls: [flaky.url] },
+      ],
       timelineId: TIMELINE,
       lsn: LSN,
       token: () => "jwt",
@@ -154,7 +171,8 @@ describe("startLsnLeaseLoop", () => {
     const ps = await pageserver(TENANT, () => clock.now + 600_000);
     const failures: Error[] = [];
     loop = startLsnLeaseLoop({
-      pageservers: [{ tenantShardId: TENANT, urls: [ps.url] }],
+      tenantId: TENANT,
+      pageservers: [{ tenantShardId: TENANT, shardId: "0000", protocol: "libpq", urls: [ps.url] }],
       timelineId: TIMELINE,
       lsn: LSN,
       token: "wrong",
@@ -170,7 +188,8 @@ describe("startLsnLeaseLoop", () => {
   test("with real timers: wake() cuts a sleep short and stop() ends the loop promptly", async () => {
     const ps = await pageserver(TENANT, () => Date.now() + 3_600_000);
     const loop = startLsnLeaseLoop({
-      pageservers: [{ tenantShardId: TENANT, urls: [ps.url] }],
+      tenantId: TENANT,
+      pageservers: [{ tenantShardId: TENANT, shardId: "0000", protocol: "libpq", urls: [ps.url] }],
       timelineId: TIMELINE,
       lsn: LSN,
       token: "jwt",

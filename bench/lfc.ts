@@ -7,7 +7,7 @@ import { join } from "node:path";
 import type { ParsedSpec } from "../src/api/parsed-spec.ts";
 import { LfcManager } from "../src/lfc/manager.ts";
 import { configureLogging } from "../src/log.ts";
-import { createMetrics } from "../src/monitor/metrics.ts";
+import { createMetrics } from "../src/metrics/registry.ts";
 import { lfcPath } from "../test/fakes/endpoint-storage.ts";
 import { PG_BINDIR, startTestPostgres } from "../test/support/pg.ts";
 import {

@@ -12,35 +12,10 @@ import {
   type EnumArgDef,
   type StringArgDef,
 } from "citty";
+import type { Params } from "./config/params.ts";
 import { ConfigError, UsageError } from "./errors.ts";
 import { type LogFormat, type LogLevelName, parseLevelFilter } from "./log.ts";
 import { BUILD_TAG, BUILD_TARGET, VERSION } from "./version.ts";
-
-export interface Params {
-  pgbin: string;
-  pgdata: string;
-  connstr: URL;
-  remoteExtBaseUrl: string | null;
-  externalHttpPort: number;
-  internalHttpPort: number;
-  httpPort: number | null;
-  privilegedRoleName: string;
-  cgroup: string;
-  filecacheConnstr: string;
-  vmMonitorAddr: string;
-  resizeSwapOnBind: boolean;
-  setDiskQuotaForFs: string | null;
-  configPath: string | null;
-  specPath: string | null;
-  controlPlaneUri: string | null;
-  computeId: string;
-  installedExtensionsCollectionInterval: number;
-  dev: boolean;
-  pgInitTimeout: number | null;
-  lakebaseMode: boolean;
-  logLevel: LogLevelName;
-  logFormat: LogFormat;
-}
 
 export type CliResult =
   | { kind: "run"; params: Params }

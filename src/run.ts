@@ -1,18 +1,18 @@
 // Runs one compute from validated parameters: logging, signals, tooling, configuration, HTTP
 // servers, then the lifecycle until its exit code.
 import { parseSpec } from "./api/parsed-spec.ts";
-import type { Params } from "./cli.ts";
 import { Children } from "./compute/children.ts";
 import { acquireConfig } from "./compute/config-source.ts";
 import { Lifecycle } from "./compute/lifecycle.ts";
 import { ComputeState } from "./compute/state.ts";
+import type { Params } from "./config/params.ts";
 import { ConfigError, formatOneLine } from "./errors.ts";
 import { RemoteExtensions } from "./extensions/remote.ts";
 import { initFailpoints } from "./failpoints.ts";
 import { startHttpServers } from "./http/servers.ts";
 import { LfcManager } from "./lfc/manager.ts";
 import { configureLogging, log } from "./log.ts";
-import { createMetrics, type Metrics } from "./monitor/metrics.ts";
+import { createMetrics, type Metrics } from "./metrics/registry.ts";
 import { raiseCoreLimit } from "./postgres/rlimit.ts";
 import { pgMajorVersion, resolvePgTools } from "./postgres/tools.ts";
 import { knobs } from "./testing-knobs.ts";

@@ -7,6 +7,7 @@ import { Kind, type Static, type TSchema } from "@sinclair/typebox";
 import { type TypeCheck, TypeCompiler } from "@sinclair/typebox/compiler";
 import { normalizeLsn } from "./lsn.ts";
 import {
+  X_CHECK,
   X_EXPECTED,
   X_KEY_EXPECTED,
   X_NORMALIZE,
@@ -268,8 +269,12 @@ function walkUnion(schema: Schema, value: unknown, path: readonly Seg[]): unknow
 
 function walk(schema: Schema, value: unknown, path: readonly Seg[]): unknown {
   switch (schema[Kind]) {
-    case "Object":
-      return walkObject(schema, value, path);
+    case "Object": {
+      const out = walkObject(schema, value, path);
+      const problem = schema[X_CHECK]?.(out);
+      if (problem) fail([...path, ...problem.path], problem.problem);
+      return out;
+    }
     case "Record":
       return walkRecord(schema, value, path);
     case "Union":

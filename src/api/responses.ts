@@ -1,7 +1,7 @@
 // Response bodies of the HTTP API, in the reference's field order (serde serialises in
 // declaration order, and clients diff the JSON).
 import { type Static, Type as T } from "@sinclair/typebox";
-import { COMPUTE_STATUSES } from "../compute/status.ts";
+import { COMPUTE_STATUSES } from "./status.ts";
 
 export const ComputeStatusSchema = T.Union(
   COMPUTE_STATUSES.map((s) => T.Literal(s)),

@@ -9,6 +9,7 @@
 // Every property is listed as required in the JSON Schema because a decoded document always
 // has it; the `default` keyword says which ones the input may leave out.
 import { CloneType, type Static, Type as T, type TSchema } from "@sinclair/typebox";
+import { CONF_NAME_RE, confValueProblem } from "./conf-syntax.ts";
 import { LSN_PATTERN } from "./lsn.ts";
 
 /** Custom schema keywords understood by `decode()` (legal OpenAPI `x-` extensions). */
@@ -17,6 +18,14 @@ export const X_NORMALIZE = "x-normalize";
 export const X_KEY_EXPECTED = "x-key-expected";
 export const X_NORMALIZE_KEYS = "x-normalize-keys";
 export const X_REQUIRED_IF = "x-required-if";
+/**
+ * A check of a decoded object beyond its shape (a symbol, so it stays out of the JSON Schema):
+ * returns the first problem, with a path relative to the object, or null.
+ */
+export const X_CHECK: unique symbol = Symbol("x-check");
+export type ObjectCheck = (
+  value: Record<string, unknown>,
+) => { path: (string | number)[]; problem: string } | null;
 
 /** `Option<T>`: absent or null, decoded as null when absent. */
 export function option<S extends TSchema>(schema: S) {
@@ -324,3 +333,58 @@ export const ComputeSpec = T.Object(
   { $id: "ComputeSpec" },
 );
 export type ComputeSpec = Static<typeof ComputeSpec>;
+
+/**
+ * Every string compute_ctl writes into postgresql.conf must be representable there: setting
+ * names must be names of the conf grammar, and no value may hold a NUL. (Quotes, backslashes
+ * and newlines are escaped when the file is rendered.)
+ */
+export function confProblems(
+  spec: ComputeSpec,
+): { path: (string | number)[]; problem: string } | null {
+  const settings = spec.cluster.settings ?? [];
+  for (const [i, opt] of settings.entries()) {
+    if (!CONF_NAME_RE.test(opt.name)) {
+      return {
+        path: ["cluster", "settings", i, "name"],
+        problem: `${JSON.stringify(opt.name)} is not a valid configuration parameter name`,
+      };
+    }
+  }
+  const values: [(string | number)[], string | null][] = [
+    ...settings.map((o, i): [(string | number)[], string | null] => [
+      ["cluster", "settings", i, "value"],
+      o.value,
+    ]),
+    [["cluster", "postgresql_conf"], spec.cluster.postgresql_conf],
+    [["pageserver_connstring"], spec.pageserver_connstring],
+    [["project_id"], spec.project_id],
+    [["branch_id"], spec.branch_id],
+    [["endpoint_id"], spec.endpoint_id],
+    ...spec.safekeeper_connstrings.map((s, i): [(string | number)[], string] => [
+      ["safekeeper_connstrings", i],
+      s,
+    ]),
+    ...Object.entries(spec.pageserver_connection_info?.shards ?? {}).flatMap(([key, shard]) =>
+      shard.pageservers.map((p, j): [(string | number)[], string | null] => [
+        ["pageserver_connection_info", "shards", key, "pageservers", j, "libpq_url"],
+        p.libpq_url,
+      ]),
+    ),
+    [
+      ["databricks_settings", "pg_compute_tls_settings", "ca_file"],
+      spec.databricks_settings?.pg_compute_tls_settings.ca_file ?? null,
+    ],
+    [
+      ["databricks_settings", "databricks_workspace_host"],
+      spec.databricks_settings?.databricks_workspace_host ?? null,
+    ],
+  ];
+  for (const [path, value] of values) {
+    const problem = value === null ? null : confValueProblem(value);
+    if (problem !== null) return { path, problem };
+  }
+  return null;
+}
+(ComputeSpec as unknown as Record<symbol, ObjectCheck>)[X_CHECK] = (v) =>
+  confProblems(v as ComputeSpec);

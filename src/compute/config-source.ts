@@ -1,13 +1,12 @@
 // Where the compute's configuration comes from: a ComputeConfig file (-c), the older spec file
 // (-S: a bare ComputeSpec or a ComputeConfig), or the control plane (-p).
-import { ComputeConfig, ControlPlaneConfigResponse } from "../api/config.ts";
+import { ComputeConfig, ControlPlaneConfigResponse, type JwkSet } from "../api/config.ts";
 import { parseJson } from "../api/decode.ts";
 import { ComputeSpec } from "../api/spec.ts";
-import type { Params } from "../cli.ts";
+import type { Params } from "../config/params.ts";
 import { ConfigError, formatOneLine } from "../errors.ts";
-import type { Jwks } from "../http/auth.ts";
 import { log } from "../log.ts";
-import type { Metrics } from "../monitor/metrics.ts";
+import type { Metrics } from "../metrics/registry.ts";
 import { fetchConfigFromControlPlane } from "../storage/control-plane.ts";
 
 type Spec = ComputeConfig["spec"];
@@ -15,7 +14,7 @@ type Spec = ComputeConfig["spec"];
 export interface AcquiredConfig {
   spec: NonNullable<Spec> | null;
   /** null when the configuration carries no JWKS (a bare spec): every authenticated route 401s. */
-  jwks: Jwks | null;
+  jwks: JwkSet | null;
   tls: { key_path: string; cert_path: string } | null;
 }
 
@@ -32,7 +31,7 @@ async function readFile(path: string, flag: string): Promise<string> {
 function fromConfig(config: ComputeConfig): AcquiredConfig {
   return {
     spec: config.spec ?? null,
-    jwks: config.compute_ctl_config.jwks as Jwks,
+    jwks: config.compute_ctl_config.jwks,
     tls: config.compute_ctl_config.tls ?? null,
   };
 }

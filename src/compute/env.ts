@@ -1,9 +1,9 @@
 // What the lifecycle needs from the outside world, assembled once in run.ts: parameters,
 // Postgres tooling, the state, the child registry and the metrics.
-import type { Params } from "../cli.ts";
+import type { Params } from "../config/params.ts";
 import type { RemoteExtensions } from "../extensions/remote.ts";
 import type { LfcManager } from "../lfc/manager.ts";
-import type { Metrics } from "../monitor/metrics.ts";
+import type { Metrics } from "../metrics/registry.ts";
 import type { PgTools } from "../postgres/tools.ts";
 import type { Children } from "./children.ts";
 import type { ComputeState } from "./state.ts";

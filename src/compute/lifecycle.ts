@@ -3,6 +3,7 @@
 import type { Subprocess } from "bun";
 import type { ParsedSpec } from "../api/parsed-spec.ts";
 import { computeModeType, staticModeLsn } from "../api/spec.ts";
+import type { ComputeStatus } from "../api/status.ts";
 import { formatChain, formatOneLine } from "../errors.ts";
 import { log } from "../log.ts";
 import { startActivityMonitor } from "../monitor/activity.ts";
@@ -15,7 +16,6 @@ import { knobs } from "../testing-knobs.ts";
 import { nowMicros } from "../util/clock.ts";
 import type { ComputeEnv } from "./env.ts";
 import { reconfigureCompute, startCompute } from "./start.ts";
-import type { ComputeStatus } from "./status.ts";
 
 export type TerminateMode = "fast" | "immediate";
 

@@ -1,5 +1,6 @@
 // The start path: PGDATA, Postgres, and the primary's configuration. Reconfiguring a running
 // compute rewrites the configuration and reloads it.
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import type { ParsedSpec } from "../api/parsed-spec.ts";
@@ -11,6 +12,7 @@ import {
   reportInstalledExtensions,
 } from "../monitor/installed-extensions.ts";
 import { localClient } from "../postgres/client.ts";
+import { configFileErrors } from "../postgres/conf-check.ts";
 import { lineInFile, withTmpOverride } from "../postgres/files.ts";
 import { pgCtlReload, spawnPostgres, waitForPostgres } from "../postgres/process.ts";
 import { elapsedMs, nowMicros } from "../util/clock.ts";
@@ -109,13 +111,30 @@ async function postApply(env: ComputeEnv): Promise<void> {
   }
 }
 
+/**
+ * Writes the new postgresql.conf and asks Postgres whether it accepts it before the reload. A
+ * file Postgres rejects (the reference reloads it anyway and reports success while Postgres keeps
+ * the old settings, or applies part of them) is replaced by the previous one and the
+ * configuration fails with Postgres's first complaint.
+ */
+async function writeCheckedConf(env: ComputeEnv, pspec: ParsedSpec): Promise<void> {
+  const path = join(env.params.pgdata, "postgresql.conf");
+  const previous = await readFile(path).catch(() => null);
+  await writeConf(env, pspec);
+  const errors = await configFileErrors(env.params.connstr);
+  if (errors.length === 0) return;
+  if (previous !== null) await writeFile(path, previous);
+  const more = errors.length > 1 ? ` (and ${errors.length - 1} more)` : "";
+  throw new Error(`Postgres rejects the new configuration: ${errors[0]}${more}`);
+}
+
 /** /configure on a running compute: new postgresql.conf, reload, and the catalog updates. */
 export async function reconfigureCompute(env: ComputeEnv, pspec: ParsedSpec): Promise<void> {
   const { pgdata } = env.params;
   env.extensionStatsIntervalSeconds = collectionIntervalFromSpec(
     pspec.spec.suspend_timeout_seconds,
   );
-  await writeConf(env, pspec);
+  await writeCheckedConf(env, pspec);
   await pgCtlReload(env.tools.pgCtl, pgdata);
   if (!pspec.spec.skip_pg_catalog_updates) {
     await withTmpOverride(pgdata, CATALOG_UPDATE_OVERRIDE, async () => {

@@ -2,11 +2,11 @@
 // startup timings of /metrics.json. One event loop, so a transition is a synchronous assignment
 // followed by a notification; "wait until status is X" is a promise.
 import { type ComputeMetrics, emptyComputeMetrics } from "../api/responses.ts";
+import { type ComputeStatus, displayStatus } from "../api/status.ts";
 import { log } from "../log.ts";
-import type { Metrics } from "../monitor/metrics.ts";
+import type { Metrics } from "../metrics/registry.ts";
 import { nowMicros } from "../util/clock.ts";
 import { BUILD_TAG } from "../version.ts";
-import { type ComputeStatus, displayStatus } from "./status.ts";
 
 /** Where each status may go. Every live status may also go to `failed`. */
 const TRANSITIONS: Record<ComputeStatus, readonly ComputeStatus[]> = {
@@ -69,6 +69,13 @@ export class ComputeState {
   ) {
     this.startTimeMicros = startTimeMicros;
     this.#publish();
+  }
+
+  /** Advances `lastActiveMicros` to `micros`; false (no change) when it already is as late. */
+  noteActivity(micros: number): boolean {
+    if (this.lastActiveMicros !== null && micros <= this.lastActiveMicros) return false;
+    this.lastActiveMicros = micros;
+    return true;
   }
 
   get status(): ComputeStatus {

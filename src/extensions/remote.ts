@@ -13,7 +13,7 @@ import { findSetting } from "../api/parsed-spec.ts";
 import type { ComputeMetrics } from "../api/responses.ts";
 import type { RemoteExtSpec } from "../api/spec.ts";
 import { type Logger, log as rootLog } from "../log.ts";
-import { httpStatusLabel, type Metrics } from "../monitor/metrics.ts";
+import { httpStatusLabel, type Metrics } from "../metrics/registry.ts";
 import { BUILD_TAG } from "../version.ts";
 import { installPlan, planArchive } from "./archive.ts";
 import { archivePath, goArch, isAllowed, preloadLibraries, resolveExtension } from "./spec.ts";

@@ -13,7 +13,7 @@
 // Handlers read JSON bodies with `await jsonBody(request, decode)` (never Elysia's `body`, whose
 // parser and validation errors have other statuses and texts) and fail with `throw new HttpError`.
 import { type AnyElysia, Elysia, StatusMap } from "elysia";
-import { type ComputeStatus, displayStatus } from "../compute/status.ts";
+import { type ComputeStatus, displayStatus } from "../api/status.ts";
 import { formatOneLine } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { readAllBounded } from "../util/streams.ts";

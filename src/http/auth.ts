@@ -3,9 +3,8 @@
 // exp with 60 s leeway, nbf/iat/iss ignored, aud only checked for admin tokens) differ from what
 // a generic JWT validator enforces.
 import { compactVerify, importJWK } from "jose";
+import type { JwkSet } from "../api/config.ts";
 import { type Logger, log as rootLog } from "../log.ts";
-
-export type Jwks = { keys: Record<string, unknown>[] };
 
 export type AuthResult = { ok: true } | { ok: false; status: 400 | 401 | 403; error: string };
 export type Authorizer = (authorizationHeader: string | null) => Promise<AuthResult>;
@@ -95,7 +94,7 @@ function parseClaims(payload: Uint8Array, nowSeconds: number): Claims | null {
  * accepts every request.
  */
 export async function createAuthorizer(opts: {
-  jwks: Jwks | null;
+  jwks: JwkSet | null;
   computeId: string;
   bypass: boolean;
   logger?: Logger;

@@ -1,15 +1,16 @@
 // The two HTTP servers: external (control plane; JWT except /metrics) and internal (the neon
 // extension and local_proxy; no auth). Both bind [::].
 import { Elysia } from "elysia";
-import type { Params } from "../cli.ts";
+import type { JwkSet } from "../api/config.ts";
 import type { Lifecycle } from "../compute/lifecycle.ts";
 import type { ComputeState } from "../compute/state.ts";
+import type { Params } from "../config/params.ts";
 import type { RemoteExtensions } from "../extensions/remote.ts";
 import type { LfcManager } from "../lfc/manager.ts";
 import { log } from "../log.ts";
-import type { Metrics } from "../monitor/metrics.ts";
+import type { Metrics } from "../metrics/registry.ts";
 import { authGuard, createHttpApp, type HttpServer, listen } from "./app.ts";
-import { createAuthorizer, type Jwks } from "./auth.ts";
+import { createAuthorizer } from "./auth.ts";
 import { buildOpenApiDocument } from "./openapi.ts";
 import { autoscalingMetricsRoutes } from "./routes/autoscaling-metrics.ts";
 import { catalogRoutes } from "./routes/catalog.ts";
@@ -43,7 +44,7 @@ export interface ServerContext {
   /** pg_dump next to --pgbin, for /database_schema. */
   pgDump: string;
   /** null: the configuration had no JWKS, and every authenticated route answers 401. */
-  jwks: Jwks | null;
+  jwks: JwkSet | null;
   /** INSTANCE_ID is set: the external server skips JWT checks (Hadron). */
   instanceIdBypass: boolean;
 }

@@ -6,7 +6,7 @@ import type { ParsedSpec } from "../api/parsed-spec.ts";
 import { formatOneLine, withContext } from "../errors.ts";
 import { failpoint } from "../failpoints.ts";
 import { type Logger, log as rootLog } from "../log.ts";
-import { httpStatusLabel, type Metrics } from "../monitor/metrics.ts";
+import { httpStatusLabel, type Metrics } from "../metrics/registry.ts";
 import { maintenanceClient } from "../postgres/client.ts";
 import { elapsedMs } from "../util/clock.ts";
 import { readBody, type StorageTarget, storageFetch, storageTarget } from "./endpoint-storage.ts";

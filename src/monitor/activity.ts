@@ -3,14 +3,12 @@
 // suspend) forward; while Postgres cannot be reached it reports downtime. Behaviour follows the
 // reference's monitor.rs; the deliberate differences are marked "Differs:".
 import type { Sql } from "postgres";
-import type { ComputeState } from "../compute/state.ts";
-import type { ComputeStatus } from "../compute/status.ts";
-import { displayStatus } from "../compute/status.ts";
+import { type ComputeStatus, displayStatus } from "../api/status.ts";
 import { formatOneLine } from "../errors.ts";
 import { log as rootLog } from "../log.ts";
+import type { Metrics } from "../metrics/registry.ts";
 import { localClient } from "../postgres/client.ts";
 import { nowMicros } from "../util/clock.ts";
-import type { Metrics } from "./metrics.ts";
 
 export const MONITOR_INTERVAL_MS = 500;
 export const ACTIVITY_MONITOR_EXPERIMENTAL = "activity_monitor_experimental";
@@ -52,9 +50,18 @@ WHERE pid IS NOT NULL`;
 const AUTOVACUUM_QUERY = `SELECT pg_catalog.count(*)::pg_catalog.text AS count FROM pg_catalog.pg_stat_activity
 WHERE backend_type OPERATOR(pg_catalog.=) 'autovacuum worker'::pg_catalog.text`;
 
+/** What the monitor needs of the compute: its status, and where it reports user activity. */
+export interface MonitoredCompute {
+  readonly status: ComputeStatus;
+  waitFor(statuses: readonly ComputeStatus[]): Promise<unknown>;
+  onChange(listener: (to: ComputeStatus) => void): () => void;
+  /** Records the last user activity (µs since epoch); false when a later one is recorded. */
+  noteActivity(micros: number): boolean;
+}
+
 export interface ActivityMonitorOptions {
   connstr: URL;
-  state: ComputeState;
+  state: MonitoredCompute;
   metrics: Metrics;
   /** The spec's `features`; `activity_monitor_experimental` adds the database-stats rule. */
   features?: string[];
@@ -266,11 +273,7 @@ export function startActivityMonitor(opts: ActivityMonitorOptions): ActivityMoni
           try {
             await check(conn);
             reportUp();
-            if (
-              lastActive !== null &&
-              (state.lastActiveMicros === null || lastActive > state.lastActiveMicros)
-            ) {
-              state.lastActiveMicros = lastActive;
+            if (lastActive !== null && state.noteActivity(lastActive)) {
               log.debug(`set the last compute activity time to: ${lastActive}`);
             }
           } catch (err) {

@@ -5,8 +5,8 @@
 // extension-stats task of compute.rs.
 import { formatOneLine } from "../errors.ts";
 import { log } from "../log.ts";
+import type { Metrics } from "../metrics/registry.ts";
 import { localClient } from "../postgres/client.ts";
-import type { Metrics } from "./metrics.ts";
 
 const APPLICATION_NAME = "compute_ctl:get_installed_extensions";
 

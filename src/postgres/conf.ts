@@ -3,6 +3,7 @@
 // pinned by hand-written goldens; the file write and the /proc read are separate small effects.
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { CONF_NAME_RE, isConfValueToken } from "../api/conf-syntax.ts";
 import { findSetting, type ParsedSpec } from "../api/parsed-spec.ts";
 import {
   type ComputeSpec,
@@ -31,19 +32,48 @@ export interface ConfInputs {
   lakebase?: { connstrPort: number | null } | null;
 }
 
-/** A string as a postgresql.conf value: `'` doubled, then `\` doubled, always single-quoted. */
+const CONTROL_ESCAPES: Record<string, string> = {
+  "\b": "\\b",
+  "\f": "\\f",
+  "\n": "\\n",
+  "\r": "\\r",
+  "\t": "\\t",
+};
+
+/**
+ * A string as a postgresql.conf value, always single-quoted: `'` doubled and `\` doubled (as the
+ * reference), and control characters written as the backslash escapes Postgres's conf parser
+ * decodes (`\n`, `\r`, `\t`, `\b`, `\f`, else 3-digit octal), so no value can end its line.
+ * NUL cannot be represented (Postgres strings end there): refused with an error.
+ */
 export function escapeConfValue(s: string): string {
-  return `'${s.replaceAll("'", "''").replaceAll("\\", "\\\\")}'`;
+  if (s.includes("\0")) throw new Error("a NUL character cannot be written to postgresql.conf");
+  const body = s
+    .replaceAll("'", "''")
+    .replaceAll("\\", "\\\\")
+    .replace(/[\x01-\x1f]/g, (c) => {
+      return CONTROL_ESCAPES[c] ?? `\\${c.charCodeAt(0).toString(8).padStart(3, "0")}`;
+    });
+  return `'${body}'`;
 }
 
 /**
  * One spec setting as a postgresql.conf line (`to_pg_setting`): `name = '<escaped>'` for vartype
- * `string`, `name = value` raw for any other vartype. A null value gives null: the reference
- * writes the bare name, which Postgres rejects as a syntax error, so such a setting is skipped.
+ * `string`; for any other vartype the value is conf syntax and written raw, as the reference
+ * does, when it is a single token of the conf grammar (`64MB`, `on`, `'a quoted literal'`);
+ * anything else is quoted like a string, so it cannot add a line or a comment (the reference
+ * writes it raw). A null value gives null: the reference writes the bare name, which Postgres
+ * rejects as a syntax error, so such a setting is skipped. Names must match CONF_NAME_RE (the
+ * spec decoder refuses others); this throws rather than write a broken line.
  */
 export function settingLine(opt: GenericOption): string | null {
+  if (!CONF_NAME_RE.test(opt.name)) {
+    throw new Error(`invalid configuration parameter name ${JSON.stringify(opt.name)}`);
+  }
   if (opt.value === null) return null;
-  if (opt.vartype === "string") return `${opt.name} = ${escapeConfValue(opt.value)}`;
+  if (opt.vartype === "string" || !isConfValueToken(opt.value)) {
+    return `${opt.name} = ${escapeConfValue(opt.value)}`;
+  }
   return `${opt.name} = ${opt.value}`;
 }
 
@@ -113,8 +143,9 @@ function auditPreloadLine(settings: GenericOptions, required: string[], fallback
   if (libs === null) return `shared_preload_libraries='${fallback}'`;
   // A substring test, as in the reference: "pgauditlogtofile" also satisfies "pgaudit".
   const extra = required.filter((lib) => !libs.includes(lib)).map((lib) => `,${lib}`);
-  // Pasted inside the quotes without escaping, as the reference does.
-  return `shared_preload_libraries='${libs}${extra.join("")}'`;
+  // Escaped: the reference pastes the value inside the quotes as it is, so a quote in it ends the
+  // string and a newline adds a line.
+  return `shared_preload_libraries=${escapeConfValue(libs + extra.join(""))}`;
 }
 
 function auditLines(spec: ComputeSpec, out: string[]): void {
@@ -156,11 +187,11 @@ function auditLines(spec: ComputeSpec, out: string[]): void {
   }
 }
 
-/** The Databricks GUCs (`DatabricksSettings::as_pg_settings`), values pasted unescaped. */
+/** The Databricks GUCs (`DatabricksSettings::as_pg_settings`); escaped here, pasted in there. */
 function databricksBody(settings: DatabricksSettings): string {
   return [
-    `ssl_ca_file = '${settings.pg_compute_tls_settings.ca_file}'`,
-    `databricks.workspace_url = '${settings.databricks_workspace_host}'`,
+    `ssl_ca_file = ${escapeConfValue(settings.pg_compute_tls_settings.ca_file)}`,
+    `databricks.workspace_url = ${escapeConfValue(settings.databricks_workspace_host)}`,
     "databricks.enable_databricks_identity_login = true",
     "databricks.enable_sql_restrictions = true",
   ]

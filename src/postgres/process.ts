@@ -4,7 +4,6 @@ import { type FSWatcher, watch } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import type { Children } from "../compute/children.ts";
 import { log } from "../log.ts";
 import { pgKnobs } from "../testing-knobs.ts";
 import { forwardPostgresLogs } from "./log-forwarder.ts";
@@ -35,11 +34,19 @@ export function childEnv(
   return env;
 }
 
+/**
+ * Where a started child is registered so that compute_ctl's termination reaches it (the
+ * lifecycle's child registry). `role` decides the signal it gets.
+ */
+export interface ChildRegistry {
+  add(role: "postgres" | "sync-safekeepers", proc: Subprocess): void;
+}
+
 export interface SpawnPostgresOptions {
   pgbin: string;
   pgdata: string;
   token: string | null;
-  children: Children;
+  children: ChildRegistry;
   extraEnv?: Record<string, string>;
   /** Tests running as root start Postgres as the postgres user. */
   runAs?: RunAs;

@@ -5,7 +5,7 @@
 // compute_ctl_cplane_requests_total{rpc="GetConfig", http_status}.
 import { ConfigError, formatOneLine } from "../errors.ts";
 import { type Logger, log } from "../log.ts";
-import { httpStatusLabel, type Metrics } from "../monitor/metrics.ts";
+import { httpStatusLabel, type Metrics } from "../metrics/registry.ts";
 
 /** The body of a 200 answer, as the caller's `decode` returns it (ControlPlaneConfigResponse). */
 export type ControlPlaneResponse = {

@@ -5,10 +5,9 @@
 import { constants } from "node:os";
 import type { Subprocess } from "bun";
 import { formatLsn, tryParseLsn } from "../api/lsn.ts";
-import type { Children } from "../compute/children.ts";
 import { log } from "../log.ts";
 import { forwardPostgresLogs } from "../postgres/log-forwarder.ts";
-import { childEnv, maybeCgexec, type RunAs } from "../postgres/process.ts";
+import { type ChildRegistry, childEnv, maybeCgexec, type RunAs } from "../postgres/process.ts";
 import { pgKnobs } from "../testing-knobs.ts";
 
 /** After SIGTERM on timeout, how long the child gets before SIGKILL. */
@@ -18,7 +17,7 @@ export interface SyncSafekeepersOptions {
   pgbin: string;
   pgdata: string;
   token: string | null;
-  children: Children;
+  children: ChildRegistry;
   /**
    * Bound on one run (default 10 min; knob COMPUTE_CTL_TESTING_SYNC_SK_TIMEOUT_MS). The reference
    * has none and can hang forever when no quorum is reachable; a bounded run fails the start (or

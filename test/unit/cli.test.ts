@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import type { BooleanArgDef, EnumArgDef, StringArgDef } from "citty";
-import { command, helpText, type Params, parseCli } from "../../src/cli.ts";
+import { command, helpText, parseCli } from "../../src/cli.ts";
+import type { Params } from "../../src/config/params.ts";
 import { ConfigError, UsageError } from "../../src/errors.ts";
 import { BUILD_TAG, BUILD_TARGET, VERSION } from "../../src/version.ts";
 

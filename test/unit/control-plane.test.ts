@@ -4,7 +4,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import http from "node:http";
 import { ConfigError, errorChain, formatOneLine } from "../../src/errors.ts";
 import type { Fields, Logger } from "../../src/log.ts";
-import { createMetrics, type Metrics } from "../../src/monitor/metrics.ts";
+import { createMetrics, type Metrics } from "../../src/metrics/registry.ts";
 import {
   type ControlPlaneResponse,
   fetchConfigFromControlPlane,

@@ -2,7 +2,7 @@
 // Both must stay cheap: the control plane's tests hammer them.
 import { Elysia } from "elysia";
 import type { ComputeState } from "../../compute/state.ts";
-import { exposition, type Metrics } from "../../monitor/metrics.ts";
+import { exposition, type Metrics } from "../../metrics/registry.ts";
 import { jsonResponse } from "../app.ts";
 
 /** The reference's encoder announces exactly this type (no charset parameter). */

@@ -10,7 +10,7 @@ import type { ParsedSpec } from "../../../src/api/parsed-spec.ts";
 import { ComputeSpec } from "../../../src/api/spec.ts";
 import { applySpec } from "../../../src/compute/apply.ts";
 import type { ComputeEnv } from "../../../src/compute/env.ts";
-import { createMetrics } from "../../../src/monitor/metrics.ts";
+import { createMetrics } from "../../../src/metrics/registry.ts";
 import { applySpecSql, planSpecSql } from "../../../src/spec/apply.ts";
 import { databaseClient } from "../../../src/spec/execute.ts";
 import { installNeonStub } from "../../support/neon-stub.ts";

@@ -1,7 +1,7 @@
 // Migrations against a real Postgres 15: post-conditions, the recorded id, failure and resume.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Sql } from "postgres";
-import { createMetrics, exposition } from "../../../src/monitor/metrics.ts";
+import { createMetrics, exposition } from "../../../src/metrics/registry.ts";
 import { localClient } from "../../../src/postgres/client.ts";
 import {
   currentMigrationId,

@@ -453,3 +453,46 @@ describe("nested types: one rejected document each", () => {
     );
   });
 });
+
+describe("ComputeSpec: what postgresql.conf cannot hold is refused with its path", () => {
+  const withSettings = (settings: Json[]) => ({
+    ...minimalSpec(),
+    cluster: { ...minimalSpec().cluster, settings },
+  });
+
+  test("setting names outside the conf grammar", () => {
+    for (const name of ["a\nb", "work mem", "a.b.c", "1abc", "", "x=y", "a'b"]) {
+      expect(problem(withSettings([{ name, value: "1", vartype: "integer" }]))).toBe(
+        `cluster.settings[0].name: ${JSON.stringify(name)} is not a valid configuration parameter name`,
+      );
+    }
+    for (const name of ["work_mem", "neon.tenant_id", "_x9", "é.ü"]) {
+      expect(
+        spec(withSettings([{ name, value: "1", vartype: "integer" }])).cluster.settings,
+      ).toEqual([{ name, value: "1", vartype: "integer" }]);
+    }
+  });
+
+  test("a NUL anywhere that is rendered into the file", () => {
+    const nul = "contains a NUL character, which a postgresql.conf value cannot hold";
+    expect(problem(withSettings([{ name: "a.b", value: "x\0", vartype: "string" }]))).toBe(
+      `cluster.settings[0].value: ${nul}`,
+    );
+    expect(problem({ ...minimalSpec(), endpoint_id: "e\0" })).toBe(`endpoint_id: ${nul}`);
+    expect(problem({ ...minimalSpec(), safekeeper_connstrings: ["a", "b\0"] })).toBe(
+      `safekeeper_connstrings[1]: ${nul}`,
+    );
+    expect(problem({ ...minimalSpec(), pageserver_connstring: "\0" })).toBe(
+      `pageserver_connstring: ${nul}`,
+    );
+    const info = {
+      shard_count: 0,
+      shards: { "0000": { pageservers: [{ libpq_url: "postgres://x\0" }] } },
+    };
+    expect(problem({ ...minimalSpec(), pageserver_connection_info: info })).toBe(
+      `pageserver_connection_info.shards["0000"].pageservers[0].libpq_url: ${nul}`,
+    );
+    // Newlines and quotes are fine: they are escaped when the file is rendered.
+    expect(spec({ ...minimalSpec(), endpoint_id: "e\n'" }).endpoint_id).toBe("e\n'");
+  });
+});

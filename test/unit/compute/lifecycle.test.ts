@@ -11,7 +11,7 @@ import { Lifecycle } from "../../../src/compute/lifecycle.ts";
 import { ComputeState } from "../../../src/compute/state.ts";
 import { RemoteExtensions } from "../../../src/extensions/remote.ts";
 import { LfcManager } from "../../../src/lfc/manager.ts";
-import { createMetrics } from "../../../src/monitor/metrics.ts";
+import { createMetrics } from "../../../src/metrics/registry.ts";
 import { resolvePgTools } from "../../../src/postgres/tools.ts";
 import { knobs } from "../../../src/testing-knobs.ts";
 import { minimalSpec, TENANT, TIMELINE } from "../api/helpers.ts";

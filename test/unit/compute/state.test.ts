@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
+import { COMPUTE_STATUSES, displayStatus } from "../../../src/api/status.ts";
 import { ComputeState, canTransition, IllegalTransitionError } from "../../../src/compute/state.ts";
-import { COMPUTE_STATUSES, displayStatus } from "../../../src/compute/status.ts";
-import { createMetrics } from "../../../src/monitor/metrics.ts";
+import { createMetrics } from "../../../src/metrics/registry.ts";
 
 async function upSeries(metrics: ReturnType<typeof createMetrics>) {
   const m = await metrics.up.get();

@@ -9,7 +9,7 @@ import { emptyComputeMetrics } from "../../../src/api/responses.ts";
 import type { ComputeSpec, RemoteExtSpec } from "../../../src/api/spec.ts";
 import { RemoteExtensions, readPgDirs } from "../../../src/extensions/remote.ts";
 import { goArch } from "../../../src/extensions/spec.ts";
-import { createMetrics, type Metrics } from "../../../src/monitor/metrics.ts";
+import { createMetrics, type Metrics } from "../../../src/metrics/registry.ts";
 import {
   type FakeExtensionServer,
   relocatedPgTree,

@@ -9,7 +9,7 @@ import { goArch } from "../../../src/extensions/spec.ts";
 import { createHttpApp } from "../../../src/http/app.ts";
 import { extensionServerRoutes } from "../../../src/http/routes/extension-server.ts";
 import { log } from "../../../src/log.ts";
-import { createMetrics } from "../../../src/monitor/metrics.ts";
+import { createMetrics } from "../../../src/metrics/registry.ts";
 import {
   type FakeExtensionServer,
   startFakeExtensionServer,

@@ -1,12 +1,8 @@
 import { beforeAll, describe, expect, test } from "bun:test";
 import { createHmac } from "node:crypto";
 import { exportJWK, generateKeyPair, type JWK, SignJWT } from "jose";
-import {
-  type Authorizer,
-  type AuthResult,
-  createAuthorizer,
-  type Jwks,
-} from "../../../src/http/auth.ts";
+import type { JwkSet } from "../../../src/api/config.ts";
+import { type Authorizer, type AuthResult, createAuthorizer } from "../../../src/http/auth.ts";
 import type { Logger } from "../../../src/log.ts";
 
 const COMPUTE_ID = "compute-quiet-river-123";
@@ -256,7 +252,7 @@ describe("key sets", () => {
     const warnings: string[] = [];
     const logger: Logger = { ...quiet, warn: (m) => warnings.push(m) };
     const auth = await createAuthorizer({
-      jwks: { keys: [{ kty: "OKP", crv: "Ed25519", x: 7, kid: "bad" }, edJwk] as Jwks["keys"] },
+      jwks: { keys: [{ kty: "OKP", crv: "Ed25519", x: 7, kid: "bad" }, edJwk] as JwkSet["keys"] },
       computeId: COMPUTE_ID,
       bypass: false,
       logger,

@@ -3,15 +3,15 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { join } from "node:path";
 import postgres from "postgres";
+import type { ComputeStatus } from "../../../src/api/status.ts";
 import { ComputeState } from "../../../src/compute/state.ts";
-import type { ComputeStatus } from "../../../src/compute/status.ts";
 import { createHttpApp } from "../../../src/http/app.ts";
 import { extensionsRoutes } from "../../../src/http/routes/extensions.ts";
 import { grantsRoutes } from "../../../src/http/routes/grants.ts";
 import { insightsRoutes } from "../../../src/http/routes/insights.ts";
 import { writabilityRoutes } from "../../../src/http/routes/writability.ts";
 import { log } from "../../../src/log.ts";
-import { createMetrics } from "../../../src/monitor/metrics.ts";
+import { createMetrics } from "../../../src/metrics/registry.ts";
 import { pgQuote } from "../../../src/spec/quote.ts";
 import { PG_BINDIR, startTestPostgres, type TestPostgres } from "../../support/pg.ts";
 import { freePort } from "../../support/ports.ts";

@@ -13,7 +13,7 @@ import {
 import type { ParsedSpec } from "../../../src/api/parsed-spec.ts";
 import { initFailpoints, resetFailpoints } from "../../../src/failpoints.ts";
 import { LfcManager } from "../../../src/lfc/manager.ts";
-import { createMetrics, type Metrics } from "../../../src/monitor/metrics.ts";
+import { createMetrics, type Metrics } from "../../../src/metrics/registry.ts";
 import {
   type FakeEndpointStorage,
   lfcPath,

@@ -14,7 +14,7 @@ import { createHttpApp } from "../../../src/http/app.ts";
 import { lfcRoutes, prewarmFromEndpoint } from "../../../src/http/routes/lfc.ts";
 import { LfcManager } from "../../../src/lfc/manager.ts";
 import { log } from "../../../src/log.ts";
-import { createMetrics } from "../../../src/monitor/metrics.ts";
+import { createMetrics } from "../../../src/metrics/registry.ts";
 import {
   type FakeEndpointStorage,
   lfcPath,

@@ -1,7 +1,7 @@
 // /metrics families and label names exactly as the reference exports them (startup.md §5,
 // http.md §6.1), written out by hand here. Labelled families appear once used; plain ones always.
 import { expect, test } from "bun:test";
-import { createMetrics } from "../../../src/monitor/metrics.ts";
+import { createMetrics } from "../../../src/metrics/registry.ts";
 
 test("every family of the reference, with its type and label names, in its order", async () => {
   const m = createMetrics();

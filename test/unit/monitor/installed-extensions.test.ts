@@ -2,13 +2,13 @@
 // rules with an injected sleep.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { configureLogging, parseLevelFilter } from "../../../src/log.ts";
+import { createMetrics, exposition } from "../../../src/metrics/registry.ts";
 import {
   collectInstalledExtensions,
   collectionIntervalFromSpec,
   reportInstalledExtensions,
   startInstalledExtensionsTask,
 } from "../../../src/monitor/installed-extensions.ts";
-import { createMetrics, exposition } from "../../../src/monitor/metrics.ts";
 import { startTestPostgres, type TestPostgres } from "../../support/pg.ts";
 import { freePort } from "../../support/ports.ts";
 import { cleanup, waitFor } from "../../support/proc.ts";

@@ -132,10 +132,56 @@ describe("escapeConfValue and settingLine", () => {
     expect(settingLine({ name: "work_mem", value: "64MB", vartype: "integer" })).toBe(
       "work_mem = 64MB",
     );
-    expect(settingLine({ name: "wal_level", value: "it's", vartype: "enum" })).toBe(
-      "wal_level = it's",
+    expect(settingLine({ name: "wal_level", value: "'logical'", vartype: "enum" })).toBe(
+      "wal_level = 'logical'",
     );
     expect(settingLine({ name: "fsync", value: null, vartype: "bool" })).toBeNull();
+  });
+});
+
+describe("no value can add a line (the reference writes these raw)", () => {
+  test("control characters become the conf parser's backslash escapes", () => {
+    expect(escapeConfValue("a\nb")).toBe("'a\\nb'");
+    expect(escapeConfValue("a\r\n\tb\b\f")).toBe("'a\\r\\n\\tb\\b\\f'");
+    expect(escapeConfValue("\x01\x1f")).toBe("'\\001\\037'");
+    expect(() => escapeConfValue("a\0b")).toThrow("NUL");
+  });
+
+  test("a non-string value that is not one token is quoted like a string", () => {
+    const line = (value: string, vartype = "integer") =>
+      settingLine({ name: "work_mem", value, vartype });
+    expect(line("4096\nacc_inj.k40 = 'pwned'")).toBe("work_mem = '4096\\nacc_inj.k40 = ''pwned'''");
+    expect(line("4096 # comment")).toBe("work_mem = '4096 # comment'");
+    expect(line("it's", "enum")).toBe("work_mem = 'it''s'");
+    expect(line("")).toBe("work_mem = ''");
+    expect(line("'a\rb'")).toBe("work_mem = '''a\\rb'''");
+    for (const raw of ["64MB", "-1", "0x1F", "1.5e3", ".5", "on", "a.b:c/d-e", "'quoted'"]) {
+      expect(line(raw)).toBe(`work_mem = ${raw}`);
+    }
+  });
+
+  test("names outside the conf grammar are refused when rendering", () => {
+    expect(() => settingLine({ name: "a\nb", value: "1", vartype: "integer" })).toThrow(
+      "invalid configuration parameter name",
+    );
+    expect(() => settingLine({ name: "a.b.c", value: "1", vartype: "integer" })).toThrow();
+  });
+
+  test("every rendered field is escaped: ids, connstrings, safekeepers, audit libraries", () => {
+    const doc = primarySpec();
+    doc.endpoint_id = "ep\nx = 'y'";
+    doc.project_id = "p\n";
+    doc.branch_id = "b\r";
+    doc.pageserver_connstring = "host=h\nport=1";
+    doc.safekeeper_connstrings = ["sk-0:1\nsk = 'x'"];
+    doc.audit_log_level = "Base";
+    (doc.cluster as Record<string, unknown>).settings = [
+      { name: "shared_preload_libraries", value: "neon'\nevil = 'x", vartype: "string" },
+    ];
+    const text = render(doc);
+    for (const line of text.split("\n")) expect(line).not.toMatch(/^(evil|sk|port|x) /);
+    expect(text).toContain("neon.endpoint_id='ep\\nx = ''y'''\n");
+    expect(text).toContain("shared_preload_libraries='neon''\\nevil = ''x,pgaudit'\n");
   });
 });
 

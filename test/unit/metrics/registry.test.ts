@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { createMetrics, exposition, httpStatusLabel } from "../../../src/monitor/metrics.ts";
+import { createMetrics, exposition, httpStatusLabel } from "../../../src/metrics/registry.ts";
 
 test("exposition leaves out unused labelled families and has no blank lines", async () => {
   const m = createMetrics();

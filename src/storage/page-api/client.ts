@@ -102,14 +102,12 @@ class PageApiConnection {
       const state = await session.connect();
       if (signal?.aborted) throw signal.reason;
       if (state === "error") {
-        const cause = session.error();
-        const why = cause instanceof ConnectError ? cause.rawMessage : String(cause);
         throw new ConnectError(
-          `cannot connect to ${origin}: ${why}`,
+          `cannot connect to ${origin}`,
           Code.Unavailable,
           undefined,
           undefined,
-          cause,
+          session.error(),
         );
       }
     } catch (err) {
@@ -135,7 +133,7 @@ class PageApiConnection {
   explain(err: unknown, ourAbort: AbortSignal | undefined): unknown {
     if (err instanceof ConnectError && err.code === Code.Canceled && !ourAbort?.aborted) {
       return new ConnectError(
-        `connection to ${this.origin} closed: ${err.rawMessage}`,
+        `connection to ${this.origin} closed before the call completed`,
         Code.Unavailable,
         undefined,
         undefined,

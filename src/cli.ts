@@ -15,6 +15,7 @@ import {
 import type { Params } from "./config/params.ts";
 import { ConfigError, UsageError } from "./errors.ts";
 import { type LogFormat, type LogLevelName, parseLevelFilter } from "./log.ts";
+import { closestName } from "./util/suggest.ts";
 import { BUILD_TAG, BUILD_TARGET, VERSION } from "./version.ts";
 
 export type CliResult =
@@ -239,6 +240,13 @@ function isArgName(s: string): s is ArgName {
   return Object.hasOwn(args, s);
 }
 
+/** clap's wording, with a suggestion when the name looks like a typo of a real one. */
+function unknownLong(long: string): UsageError {
+  const near = closestName(long, Object.keys(args));
+  const tip = near === undefined ? "" : ` (did you mean '--${near}'?)`;
+  return new UsageError(`unexpected argument '--${long}' found${tip}`);
+}
+
 /** clap's rule: a following token starting with '-' (other than '-' alone) is a new argument. */
 function looksLikeFlag(token: string): boolean {
   return token.startsWith("-") && token !== "-";
@@ -344,7 +352,7 @@ function scan(argv: string[]): Given | Early {
       const long = eq === -1 ? token.slice(2) : token.slice(2, eq);
       const attached = eq === -1 ? undefined : token.slice(eq + 1);
       // clap does not infer abbreviations, so only an exact long name matches.
-      if (!isArgName(long)) throw new UsageError(`unexpected argument '--${long}' found`);
+      if (!isArgName(long)) throw unknownLong(long);
       const def = defOf(long);
       let value: string | true;
       if (!takesValue(def)) {
@@ -409,6 +417,17 @@ function usageLine(): string {
   return `compute_ctl [OPTIONS] ${required.map(display).join(" ")}`;
 }
 
+/** The subcommands main.ts dispatches before the flags are parsed, as --help lists them. */
+export const SUBCOMMANDS: [string, string][] = [
+  ["spec plan", "Print the statements applying a spec would run, changing nothing"],
+  ["vm-monitor", "Run the vm-monitor alone, for the autoscaler agent"],
+];
+
+/** What a usage error ends with: where to read how the command is used. */
+export function helpHint(command = "compute_ctl"): string {
+  return `see '${command} --help'`;
+}
+
 /**
  * The --help text, rendered from the same definitions as the parser: every flag with its short
  * form, value name, description, environment variable, default and possible values.
@@ -435,8 +454,13 @@ export function renderHelp(): string {
     DESCRIPTION,
     "",
     `Usage: ${usageLine()}`,
+    `       compute_ctl <COMMAND> [ARGS]`,
     "",
     "Exactly one of --config, --control-plane-uri or --spec-path is required.",
+    "",
+    "Commands:",
+    ...SUBCOMMANDS.map(([name, what]) => `  ${name.padEnd(11)}${what}`),
+    "  Each has its own --help, e.g. `compute_ctl spec plan --help`.",
     "",
     "Options:",
     ...lines,
@@ -566,6 +590,118 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
           ? (logLevelGiven as LogLevelName)
           : parseLevelFilter(env.RUST_LOG),
       logFormat: req("log-format") as LogFormat,
+    },
+  };
+}
+
+// `compute_ctl vm-monitor`: the monitor alone, as the reference's separate `vm-monitor` binary.
+
+export interface VmMonitorParams {
+  cgroup: string | null;
+  pgconnstr: string | null;
+  addr: string;
+}
+
+export type VmMonitorCliResult =
+  | { kind: "run"; params: VmMonitorParams }
+  | { kind: "help"; text: string };
+
+interface SubFlag {
+  short: string;
+  valueHint: string;
+  description: string;
+  default?: string;
+}
+
+/** The subcommand's flags (all take a value); the keys are the long names. */
+const VM_MONITOR_FLAGS = {
+  cgroup: {
+    short: "c",
+    valueHint: "CGROUP",
+    description: "cgroup whose memory is watched (none: no memory watcher)",
+  },
+  pgconnstr: {
+    short: "p",
+    valueHint: "PGCONNSTR",
+    description:
+      "libpq keyword=value connection string for file cache sizing (none: no file cache)",
+  },
+  addr: {
+    short: "a",
+    valueHint: "ADDR",
+    description: "Address to listen on for the autoscaler agent",
+    default: "0.0.0.0:10301",
+  },
+} satisfies Record<string, SubFlag>;
+
+type VmMonitorFlag = keyof typeof VM_MONITOR_FLAGS;
+
+function vmMonitorHelp(): string {
+  const lines = [
+    "Runs the vm-monitor alone, for the autoscaler agent",
+    "",
+    "Usage: compute_ctl vm-monitor [OPTIONS]",
+    "",
+    "Options:",
+  ];
+  for (const [name, f] of Object.entries(VM_MONITOR_FLAGS) as [VmMonitorFlag, SubFlag][]) {
+    lines.push(`  -${f.short}, --${name} <${f.valueHint}>`, `          ${f.description}`);
+    if (f.default !== undefined) lines.push(`          [default: ${f.default}]`);
+  }
+  lines.push("  -h, --help", "          Print help");
+  return lines.join("\n");
+}
+
+/** Parses the arguments after `vm-monitor` with the same strictness as the main command. */
+export function parseVmMonitorCli(argv: string[]): VmMonitorCliResult {
+  const byShort = new Map<string, VmMonitorFlag>();
+  for (const [name, f] of Object.entries(VM_MONITOR_FLAGS) as [VmMonitorFlag, SubFlag][]) {
+    byShort.set(f.short, name);
+  }
+  const show = (n: VmMonitorFlag) => `--${n} <${VM_MONITOR_FLAGS[n].valueHint}>`;
+  const given = new Map<VmMonitorFlag, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const token = argv[i]!;
+    if (token === "-h" || token === "--help") return { kind: "help", text: vmMonitorHelp() };
+    let name: VmMonitorFlag | undefined;
+    let value: string | undefined;
+    if (token.startsWith("--")) {
+      const eq = token.indexOf("=");
+      const long = eq === -1 ? token.slice(2) : token.slice(2, eq);
+      if (!Object.hasOwn(VM_MONITOR_FLAGS, long)) {
+        const near = closestName(long, Object.keys(VM_MONITOR_FLAGS));
+        const tip = near === undefined ? "" : ` (did you mean '--${near}'?)`;
+        throw new UsageError(`unexpected argument '--${long}' found${tip}`);
+      }
+      name = long as VmMonitorFlag;
+      if (eq !== -1) value = token.slice(eq + 1);
+    } else if (looksLikeFlag(token)) {
+      name = byShort.get(token[1]!);
+      if (!name) throw new UsageError(`unexpected argument '${token}' found`);
+      const rest = token.slice(2);
+      if (rest !== "") value = rest.startsWith("=") ? rest.slice(1) : rest;
+    } else {
+      throw new UsageError(`unexpected argument '${token}' found`);
+    }
+    if (value === undefined) {
+      const next = argv[i + 1];
+      if (next === undefined || looksLikeFlag(next)) {
+        throw new UsageError(`a value is required for '${show(name)}' but none was supplied`);
+      }
+      value = next;
+      i++;
+    }
+    if (given.has(name)) {
+      throw new UsageError(`the argument '${show(name)}' cannot be used multiple times`);
+    }
+    given.set(name, value);
+  }
+  return {
+    kind: "run",
+    params: {
+      cgroup: given.get("cgroup") ?? null,
+      pgconnstr: given.get("pgconnstr") ?? null,
+      addr: given.get("addr") ?? VM_MONITOR_FLAGS.addr.default,
     },
   };
 }

@@ -1,6 +1,7 @@
 // Error types that decide the exit code, and the rendering of cause chains. Errors are thrown
 // with `cause`; the chain is rendered once, at the edge (the /status `error` field, the exit
 // log line).
+import { constants } from "node:os";
 
 /** A command-line usage error: exit code 2. */
 export class UsageError extends Error {
@@ -12,20 +13,25 @@ export class ConfigError extends Error {
   override name = "ConfigError";
 }
 
-/** The messages of an error and its causes, outermost first. Non-Error causes are stringified. */
+/**
+ * The messages of an error and its causes, outermost first. Non-Error causes are stringified.
+ * A cause whose message the link before it already contains is left out: errors built as
+ * `new Error(\`context: ${cause.message}\`, { cause })` (ours or a library's) would otherwise
+ * say the same thing twice.
+ */
 export function errorChain(err: unknown): string[] {
   const out: string[] = [];
   const seen = new Set<unknown>();
   let cur: unknown = err;
   while (cur !== undefined && cur !== null && !seen.has(cur)) {
     seen.add(cur);
-    if (cur instanceof Error) {
-      out.push(cur.message);
-      cur = cur.cause;
-    } else {
-      out.push(String(cur));
-      break;
+    const message = cur instanceof Error ? cur.message : String(cur);
+    const previous = out[out.length - 1];
+    if (previous === undefined || message === "" || !previous.includes(message)) {
+      out.push(message);
     }
+    if (!(cur instanceof Error)) break;
+    cur = cur.cause;
   }
   return out;
 }
@@ -48,4 +54,30 @@ export function formatChain(err: unknown): string {
 /** Wraps `cause` in a new error with `message` as context (anyhow's `.context()`). */
 export function withContext(message: string, cause: unknown): Error {
   return new Error(message, { cause });
+}
+
+// Rust's io::Error Display for the errno values a local connect, spawn or file access can meet.
+const OS_ERROR_TEXTS: Record<string, string> = {
+  ENOENT: "No such file or directory",
+  EACCES: "Permission denied",
+  EEXIST: "File exists",
+  ENAMETOOLONG: "File name too long",
+  ENOTSOCK: "Socket operation on non-socket",
+  ECONNREFUSED: "Connection refused",
+  ECONNRESET: "Connection reset by peer",
+  ETIMEDOUT: "Connection timed out",
+  EHOSTUNREACH: "No route to host",
+  ENETUNREACH: "Network is unreachable",
+  EPIPE: "Broken pipe",
+  ENOTDIR: "Not a directory",
+};
+
+/** `Connection refused (os error 111)` for an error with `code: "ECONNREFUSED"`; null if unknown. */
+export function osErrorText(err: unknown): string | null {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== "string") return null;
+  const errno = (constants.errno as Record<string, number>)[code];
+  const text = OS_ERROR_TEXTS[code];
+  if (errno === undefined || text === undefined) return null;
+  return `${text} (os error ${errno})`;
 }

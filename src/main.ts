@@ -3,7 +3,7 @@
 // Exit codes: 2 for usage errors, 1 for configuration errors, failed starts and signals,
 // otherwise Postgres's own exit code. Everything past the command line is imported lazily, so
 // --help and --version answer without loading the HTTP, schema and JWT libraries.
-import { parseCli } from "./cli.ts";
+import { helpHint, parseCli, parseVmMonitorCli } from "./cli.ts";
 import { ConfigError, UsageError } from "./errors.ts";
 
 async function main(argv: string[]): Promise<number> {
@@ -12,15 +12,21 @@ async function main(argv: string[]): Promise<number> {
     const { specMain } = await import("./spec/plan-cli.ts");
     return specMain(argv.slice(1));
   }
+  // `compute_ctl vm-monitor …`: the vm-monitor alone (the reference's `vm-monitor` binary).
+  if (argv[0] === "vm-monitor") return vmMonitorMain(argv.slice(1));
   let parsed: ReturnType<typeof parseCli>;
   try {
     parsed = parseCli(argv, process.env);
   } catch (err) {
     // Usage errors exit 2 (as clap does); a flag value that is well-formed but unusable, such
     // as a connstr that is not a URL, is a configuration error and exits 1.
-    if (err instanceof UsageError || err instanceof ConfigError) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`error: ${err.message}; ${helpHint()}\n`);
+      return 2;
+    }
+    if (err instanceof ConfigError) {
       process.stderr.write(`error: ${err.message}\n`);
-      return err instanceof UsageError ? 2 : 1;
+      return 1;
     }
     throw err;
   }
@@ -30,6 +36,36 @@ async function main(argv: string[]): Promise<number> {
   }
   const { run } = await import("./run.ts");
   return run(parsed.params);
+}
+
+async function vmMonitorMain(argv: string[]): Promise<number> {
+  let parsed: ReturnType<typeof parseVmMonitorCli>;
+  try {
+    parsed = parseVmMonitorCli(argv);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`error: ${err.message}; ${helpHint("compute_ctl vm-monitor")}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  if (parsed.kind === "help") {
+    process.stdout.write(`${parsed.text}\n`);
+    return 0;
+  }
+  const { configureLogging, parseLevelFilter } = await import("./log.ts");
+  // As the reference's vm-monitor binary: JSON lines, the level from RUST_LOG.
+  configureLogging({ level: parseLevelFilter(process.env.RUST_LOG), format: "json" });
+  const { runStandalone } = await import("./vm-monitor/standalone.ts");
+  try {
+    return await runStandalone(parsed.params);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`error: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
 }
 
 process.exit(await main(process.argv.slice(2)));

@@ -15,7 +15,8 @@ import { configureLogging, log } from "./log.ts";
 import { createMetrics, type Metrics } from "./metrics/registry.ts";
 import { raiseCoreLimit } from "./postgres/rlimit.ts";
 import { pgMajorVersion, resolvePgTools } from "./postgres/tools.ts";
-import { knobs } from "./testing-knobs.ts";
+import { Sidecars } from "./sidecars/sidecars.ts";
+import { hostEnv, knobs, sidecarKnobs } from "./testing-knobs.ts";
 import { BUILD_TAG } from "./version.ts";
 
 const SIGNAL_NUMBERS = { SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 } as const;
@@ -72,7 +73,7 @@ async function runCompute(
     try {
       initFailpoints(process.env);
     } catch (err) {
-      throw new ConfigError(`invalid FAILPOINTS: ${formatOneLine(err)}`, { cause: err });
+      throw new ConfigError("invalid FAILPOINTS", { cause: err });
     }
     const tools = resolvePgTools(params.pgbin);
     const pgVersion = await pgMajorVersion(tools.pgConfig);
@@ -84,7 +85,7 @@ async function runCompute(
       try {
         pspec = parseSpec(config.spec);
       } catch (err) {
-        throw new ConfigError(`invalid compute spec: ${formatOneLine(err)}`, { cause: err });
+        throw new ConfigError("invalid compute spec", { cause: err });
       }
     }
 
@@ -114,6 +115,12 @@ async function runCompute(
         lfc,
         extensionStatsIntervalSeconds: params.installedExtensionsCollectionInterval,
         tls: config.tls,
+        sidecars: new Sidecars({
+          tls: config.tls,
+          autoscaling: hostEnv.autoscaling,
+          pgbouncerPassword: hostEnv.pgbouncerPassword,
+          pgbouncerPort: sidecarKnobs.pgbouncerPort,
+        }),
       },
       pspec,
     );

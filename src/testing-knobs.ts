@@ -41,3 +41,31 @@ export const pgKnobs = {
  * `/` (see util/host.ts). Unset or empty: the real host.
  */
 export const hostRoot: string | undefined = process.env.COMPUTE_CTL_TESTING_HOST_ROOT || undefined;
+
+/**
+ * AUTOSCALING: set (to anything, even empty) by the control plane on autoscaling VMs. The
+ * vm-monitor then runs once the compute is running.
+ */
+export const autoscaling: boolean = process.env.AUTOSCALING !== undefined;
+
+/** The sidecar knobs: the pgbouncer admin console's port and the periodic sidecar tasks. */
+export const sidecarKnobs = {
+  /** The pgbouncer admin console's port (6432, as the image's pgbouncer.ini). */
+  pgbouncerPort: ms("COMPUTE_CTL_TESTING_PGBOUNCER_PORT", 6432),
+  /** How often the TLS certificate is re-hashed to notice a renewal (60 s). */
+  tlsPollMs: ms("COMPUTE_CTL_TESTING_TLS_POLL_MS", 60_000),
+  /** How often old pgaudit logs are deleted and the log directory measured (60 s). */
+  auditGcMs: ms("COMPUTE_CTL_TESTING_AUDIT_GC_MS", 60_000),
+};
+
+/**
+ * The environment the image gives compute_ctl for its neighbours: AUTOSCALING (a NeonVM: the
+ * pgbouncer admin console over its Unix socket), PGBOUNCER_PASSWORD, and the compliance audit
+ * collectors. Read once.
+ */
+export const hostEnv = {
+  autoscaling,
+  pgbouncerPassword: process.env.PGBOUNCER_PASSWORD ?? null,
+  auditEndpoint: process.env.AUDIT_LOGGING_ENDPOINT ?? "",
+  auditTlsEndpoint: process.env.AUDIT_LOGGING_TLS_ENDPOINT ?? "",
+};

@@ -1,6 +1,7 @@
 // ParsedSpec: what start-up and /configure derive from a decoded ComputeSpec before using it
 // (the reference's `TryFrom<ComputeSpec> for ParsedSpec` plus `validate`). The order of the
 // checks and the error texts are the reference's, because /configure answers 400 with them.
+import { sidecarValueProblem } from "./sidecar-values.ts";
 import type { ComputeSpec, GenericOptions, PageserverConnectionInfo } from "./spec.ts";
 
 export interface PageserverConnInfo {
@@ -174,5 +175,7 @@ export function parseSpec(spec: ComputeSpec): ParsedSpec {
       spec.endpoint_storage_token ?? findSetting(settings, "neon.endpoint_storage_token"),
   };
   validateParsedSpec(pspec);
+  const sidecarProblem = sidecarValueProblem(spec);
+  if (sidecarProblem) throw new Error(sidecarProblem);
   return pspec;
 }

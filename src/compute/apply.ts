@@ -3,12 +3,16 @@
 // the catalog migrations follow in the background, as in the reference: they never hold up
 // reaching Running, and a failure is only logged and counted.
 import type { ParsedSpec } from "../api/parsed-spec.ts";
-import { computeModeType } from "../api/spec.ts";
 import { formatOneLine } from "../errors.ts";
 import { evalFailpoint } from "../failpoints.ts";
 import { log } from "../log.ts";
 import { localClient } from "../postgres/client.ts";
-import { applySpecSql, reconfigureConcurrency, startConcurrency } from "../spec/apply.ts";
+import {
+  applySpecSql,
+  catalogUpdatesSkipped,
+  reconfigureConcurrency,
+  startConcurrency,
+} from "../spec/apply.ts";
 import { renderMigrations, runMigrations } from "../spec/migrations.ts";
 import type { ComputeEnv } from "./env.ts";
 
@@ -20,9 +24,9 @@ export async function applySpec(
   phase: ApplyPhase,
 ): Promise<void> {
   const { spec } = pspec;
-  if (computeModeType(spec.mode) !== "primary") {
-    // Replicas and static computes are read-only: there is nothing to apply.
-    log.info(`not applying the spec to a ${computeModeType(spec.mode)} compute`);
+  const skipped = catalogUpdatesSkipped(spec);
+  if (skipped !== null) {
+    log.info(`not applying the spec: ${skipped}`);
     return;
   }
   await applySpecSql(spec, {

@@ -4,7 +4,7 @@ import { ComputeConfig, ControlPlaneConfigResponse, type JwkSet } from "../api/c
 import { parseJson } from "../api/decode.ts";
 import { ComputeSpec } from "../api/spec.ts";
 import type { Params } from "../config/params.ts";
-import { ConfigError, formatOneLine } from "../errors.ts";
+import { ConfigError } from "../errors.ts";
 import { log } from "../log.ts";
 import type { Metrics } from "../metrics/registry.ts";
 import { fetchConfigFromControlPlane } from "../storage/control-plane.ts";
@@ -22,9 +22,7 @@ async function readFile(path: string, flag: string): Promise<string> {
   try {
     return await Bun.file(path).text();
   } catch (err) {
-    throw new ConfigError(`cannot read ${flag} file ${path}: ${formatOneLine(err)}`, {
-      cause: err,
-    });
+    throw new ConfigError(`cannot read ${flag} file ${path}`, { cause: err });
   }
 }
 
@@ -40,7 +38,7 @@ function decodeFile<T>(decode: () => T, path: string, flag: string): T {
   try {
     return decode();
   } catch (err) {
-    throw new ConfigError(`invalid ${flag} file ${path}: ${formatOneLine(err)}`, { cause: err });
+    throw new ConfigError(`invalid ${flag} file ${path}`, { cause: err });
   }
 }
 

@@ -5,6 +5,7 @@ import type { RemoteExtensions } from "../extensions/remote.ts";
 import type { LfcManager } from "../lfc/manager.ts";
 import type { Metrics } from "../metrics/registry.ts";
 import type { PgTools } from "../postgres/tools.ts";
+import type { Sidecars } from "../sidecars/sidecars.ts";
 import type { Children } from "./children.ts";
 import type { ComputeState } from "./state.ts";
 
@@ -26,4 +27,6 @@ export interface ComputeEnv {
   extensionStatsIntervalSeconds: number;
   /** compute_ctl_config.tls: Postgres's certificate and key, when given. */
   tls: { key_path: string; cert_path: string } | null;
+  /** pgbouncer, local_proxy, rsyslog and the other neighbours in the compute image. */
+  sidecars: Sidecars;
 }

@@ -12,8 +12,9 @@ import { findCoreDumps, logCoreDumpBacktraces } from "../postgres/process.ts";
 import { startLsnLeaseLoop, tenantShardId } from "../storage/lsn-lease.ts";
 import { shardIndexId } from "../storage/page-api/client.ts";
 import { syncSafekeepers } from "../storage/sync-safekeepers.ts";
-import { knobs } from "../testing-knobs.ts";
+import { autoscaling, knobs } from "../testing-knobs.ts";
 import { nowMicros } from "../util/clock.ts";
+import { parseConnstr, startVmMonitor } from "../vm-monitor/index.ts";
 import type { ComputeEnv } from "./env.ts";
 import { reconfigureCompute, startCompute } from "./start.ts";
 
@@ -268,7 +269,38 @@ export class Lifecycle {
     if (pspec.spec.autoprewarm) lfc.prewarm();
     const interval = pspec.spec.offload_lfc_interval_seconds;
     if (interval) tasks.push(lfc.startPeriodicOffload(interval));
+    const vmMonitor = autoscaling ? this.#startVmMonitor(pspec) : null;
+    if (vmMonitor) tasks.push(vmMonitor);
     return tasks;
+  }
+
+  /**
+   * On an autoscaling VM, the vm-monitor: it watches --cgroup and, unless the spec disables LFC
+   * resizing, sizes the file cache through --filecache-connstr. A failure to start it is one ERROR
+   * line; the compute keeps serving Postgres.
+   */
+  #startVmMonitor(pspec: ParsedSpec): { stop(): void } | null {
+    const { params, metrics } = this.env;
+    try {
+      const fileCache = pspec.spec.disable_lfc_resizing
+        ? null
+        : parseConnstr(params.filecacheConnstr);
+      const monitor = startVmMonitor({
+        addr: params.vmMonitorAddr,
+        cgroup: params.cgroup,
+        fileCache,
+        metrics: {
+          setConnected: (c) => metrics.vmMonitorConnected.set(c ? 1 : 0),
+          upscaleRequested: () => metrics.vmMonitorUpscaleRequests.inc(),
+          setThreshold: (b) => metrics.vmMonitorMemoryThreshold.set(b),
+          setFileCacheSize: (b) => metrics.vmMonitorFileCacheSize.set(b),
+        },
+      });
+      return { stop: () => void monitor.stop() };
+    } catch (err) {
+      log.error(`could not start the vm-monitor on ${params.vmMonitorAddr}: ${formatOneLine(err)}`);
+      return null;
+    }
   }
 
   /** A Static compute keeps its LSN leased on every pageserver of every shard. */

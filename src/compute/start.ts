@@ -15,6 +15,7 @@ import { localClient } from "../postgres/client.ts";
 import { configFileErrors } from "../postgres/conf-check.ts";
 import { lineInFile, withTmpOverride } from "../postgres/files.ts";
 import { pgCtlReload, spawnPostgres, waitForPostgres } from "../postgres/process.ts";
+import { catalogUpdatesSkipped } from "../spec/apply.ts";
 import { elapsedMs, nowMicros } from "../util/clock.ts";
 import { applySpec } from "./apply.ts";
 import type { ComputeEnv } from "./env.ts";
@@ -49,6 +50,9 @@ export async function startCompute(
   const { timings } = state;
   log.info(describe(pspec));
 
+  // pgbouncer is tuned in the background; Postgres never waits for it.
+  void env.sidecars.tunePgbouncerInBackground(pspec.spec);
+
   // Remote extensions' control files and preloaded libraries are fetched while PGDATA is
   // prepared, as the reference runs its pre-start tasks concurrently.
   await Promise.all([
@@ -80,7 +84,7 @@ export async function startCompute(
 
 async function configureAsPrimary(env: ComputeEnv, pspec: ParsedSpec): Promise<void> {
   const { pgdata } = env.params;
-  if (!pspec.spec.skip_pg_catalog_updates) {
+  if (catalogUpdatesSkipped(pspec.spec) === null) {
     env.extensionStatsIntervalSeconds = collectionIntervalFromSpec(
       pspec.spec.suspend_timeout_seconds,
     );
@@ -134,14 +138,13 @@ export async function reconfigureCompute(env: ComputeEnv, pspec: ParsedSpec): Pr
   env.extensionStatsIntervalSeconds = collectionIntervalFromSpec(
     pspec.spec.suspend_timeout_seconds,
   );
+  void env.sidecars.tunePgbouncerInBackground(pspec.spec);
   await writeCheckedConf(env, pspec);
   await pgCtlReload(env.tools.pgCtl, pgdata);
-  if (!pspec.spec.skip_pg_catalog_updates) {
+  if (catalogUpdatesSkipped(pspec.spec) === null) {
     await withTmpOverride(pgdata, CATALOG_UPDATE_OVERRIDE, async () => {
       await pgCtlReload(env.tools.pgCtl, pgdata);
-      if (computeModeType(pspec.spec.mode) === "primary") {
-        await applySpec(env, pspec, "reconfigure");
-      }
+      await applySpec(env, pspec, "reconfigure");
     });
     await pgCtlReload(env.tools.pgCtl, pgdata);
   }

@@ -325,9 +325,7 @@ export async function listen(app: AnyElysia, port: number): Promise<HttpServer> 
       fetch: (request) => app.fetch(request),
     });
   } catch (err) {
-    throw new Error(`failed to bind the ${name} to [::]:${port}: ${formatOneLine(err)}`, {
-      cause: err,
-    });
+    throw new Error(`failed to bind the ${name} to [::]:${port}`, { cause: err });
   }
   app.server = server;
   meta?.logger.info(`${name} listening at [::]:${server.port}`);

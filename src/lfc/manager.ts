@@ -1,13 +1,14 @@
 // LFC prewarm and offload (http.md §3): the two state machines, the background runs behind
 // POST /lfc/prewarm and /lfc/offload, and the periodic offloader. State changes are synchronous
 // assignments; a run is a promise that tests and the lifecycle can await.
-import type { Sql } from "postgres";
+import postgres, { type Sql } from "postgres";
 import type { ParsedSpec } from "../api/parsed-spec.ts";
 import { formatOneLine, withContext } from "../errors.ts";
 import { failpoint } from "../failpoints.ts";
 import { type Logger, log as rootLog } from "../log.ts";
 import { httpStatusLabel, type Metrics } from "../metrics/registry.ts";
 import { maintenanceClient } from "../postgres/client.ts";
+import { dbErrorLine } from "../postgres/errors.ts";
 import { elapsedMs } from "../util/clock.ts";
 import { readBody, type StorageTarget, storageFetch, storageTarget } from "./endpoint-storage.ts";
 import { readLocalCacheState } from "./local-cache.ts";
@@ -36,12 +37,10 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 const CANCELLED: LfcPrewarmState = { status: "cancelled" };
 
-/** Postgres's error as tokio-postgres renders it: `db error: ERROR: message`. */
+/** Postgres's error as its first tokio-postgres line (`db error: ERROR: message`); others as they are. */
 function pgError(err: unknown): unknown {
-  const e = err as { name?: string; severity?: string; message?: string };
   // No `cause`: the message already says it all, and the chain would repeat it.
-  if (e?.name === "PostgresError")
-    return new Error(`db error: ${e.severity ?? "ERROR"}: ${e.message}`);
+  if (err instanceof postgres.PostgresError) return new Error(dbErrorLine(err));
   return err;
 }
 

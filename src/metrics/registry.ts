@@ -84,6 +84,27 @@ export function createMetrics() {
       help: "Number of compute configuration errors due to Postgres statement timeouts.",
       registers: r,
     }),
+    // Ours, beyond the reference: the vm-monitor (autoscaling VMs only; 0 elsewhere).
+    vmMonitorConnected: new Gauge({
+      name: "compute_ctl_vm_monitor_connected",
+      help: "1 while an autoscaler-agent connection to the vm-monitor is set up, else 0",
+      registers: r,
+    }),
+    vmMonitorUpscaleRequests: new Counter({
+      name: "compute_ctl_vm_monitor_upscale_requests_total",
+      help: "UpscaleRequest messages the vm-monitor sent to the autoscaler-agent",
+      registers: r,
+    }),
+    vmMonitorMemoryThreshold: new Gauge({
+      name: "compute_ctl_vm_monitor_memory_threshold_bytes",
+      help: "Memory usage above which the vm-monitor requests upscaling",
+      registers: r,
+    }),
+    vmMonitorFileCacheSize: new Gauge({
+      name: "compute_ctl_vm_monitor_file_cache_size_bytes",
+      help: "File cache size the vm-monitor last set (after the neon.max_file_cache_size cap)",
+      registers: r,
+    }),
   };
 }
 

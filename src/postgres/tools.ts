@@ -85,7 +85,8 @@ export async function pgMajorVersion(pgConfig: string): Promise<number> {
     const code = (err as { code?: string }).code;
     const why =
       code === "ENOENT" ? "not found" : code === "EACCES" ? "not executable" : String(err);
-    throw new ConfigError(`cannot run pg_config at ${pgConfig}: ${why}`, { cause: err });
+    // `why` says it all; the spawn error would repeat it in other words.
+    throw new ConfigError(`cannot run pg_config at ${pgConfig}: ${why}`);
   }
   const output = stdout.trim();
   // Pre-releases and --with-extra-version builds append text right after the number

@@ -1,7 +1,7 @@
 // Spec application end to end: connect, read the catalog, plan, execute. Also the dry run (the
 // same planner over the same catalog, printed instead of executed) and the concurrency rule.
 import type { Sql } from "postgres";
-import type { ComputeSpec } from "../api/spec.ts";
+import { type ComputeSpec, computeModeType } from "../api/spec.ts";
 import { log } from "../log.ts";
 import { maintenanceClient } from "../postgres/client.ts";
 import { readCatalog } from "./catalog.ts";
@@ -20,6 +20,18 @@ export interface ApplyResult extends ExecuteReport {
   plan: Plan;
   planMs: number;
   executeMs: number;
+}
+
+/**
+ * Why a start or /configure runs no catalog statements for `spec`, or null when it runs them.
+ * The one place this is decided: the lifecycle asks before it applies, the dry run before it plans.
+ */
+export function catalogUpdatesSkipped(spec: ComputeSpec): string | null {
+  if (spec.skip_pg_catalog_updates) return "skip_pg_catalog_updates is set";
+  const mode = computeModeType(spec.mode);
+  // Replicas and static computes are read-only.
+  if (mode !== "primary") return `a ${mode} compute is read-only`;
+  return null;
 }
 
 async function plan(sql: Sql, spec: ComputeSpec, opts: ApplySqlOptions): Promise<Plan> {
@@ -58,11 +70,19 @@ export async function applySpecSql(spec: ComputeSpec, opts: ApplySqlOptions): Pr
   }
 }
 
-/** The dry run: what applySpecSql would run against this Postgres now, as a psql script. */
+/**
+ * The dry run: what a start or /configure with `spec` would run against this Postgres now, as a
+ * psql script. A spec whose catalog updates are skipped plans nothing, says why in a comment, and
+ * does not connect.
+ */
 export async function planSpecSql(
   spec: ComputeSpec,
   opts: Omit<ApplySqlOptions, "concurrency">,
-): Promise<{ plan: Plan; text: string }> {
+): Promise<{ plan: Plan | null; text: string }> {
+  const skipped = catalogUpdatesSkipped(spec);
+  if (skipped !== null) {
+    return { plan: null, text: `-- nothing to run: ${skipped}\n` };
+  }
   const sql = await maintenanceClient(opts.connstr, "compute_ctl:plan");
   try {
     const p = await plan(sql, spec, { ...opts, concurrency: 1 });

@@ -2,6 +2,8 @@
 // connection. Queries are pg_catalog-qualified with qualified operators, so a hostile search_path
 // could not redirect them even without the forced `search_path=''`.
 import type { Sql } from "postgres";
+import type { CatalogObjects } from "../api/requests.ts";
+import { localClient } from "../postgres/client.ts";
 
 export interface CatalogRole {
   name: string;
@@ -77,4 +79,31 @@ export async function readCatalog(
     }
   }
   return { roles, databases, dropSubscriptionsDone };
+}
+
+/**
+ * GET /dbs_and_roles: every role of pg_authid (built-ins included) and every database, in catalog
+ * order, read with the same queries as the planner's snapshot.
+ */
+export async function listDbsAndRoles(connstr: URL): Promise<CatalogObjects> {
+  const sql = localClient(connstr, { applicationName: "compute_ctl:get_dbs_and_roles" });
+  try {
+    const { roles, databases } = await readCatalog(sql);
+    return {
+      roles: [...roles.values()].map((r) => ({
+        name: r.name,
+        encrypted_password: r.password,
+        options: null,
+      })),
+      databases: [...databases.values()].map((d) => ({
+        name: d.name,
+        owner: d.owner,
+        options: null,
+        restrict_conn: d.restrictConn,
+        invalid: d.invalid,
+      })),
+    };
+  } finally {
+    await sql.end({ timeout: 1 }).catch(() => {});
+  }
 }

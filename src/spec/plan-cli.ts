@@ -8,6 +8,7 @@ import { parseSpec } from "../api/parsed-spec.ts";
 import { ComputeSpec } from "../api/spec.ts";
 import { ConfigError, formatOneLine, UsageError } from "../errors.ts";
 import { configureLogging } from "../log.ts";
+import { closestName } from "../util/suggest.ts";
 import { planSpecSql } from "./apply.ts";
 
 export const SPEC_PLAN_USAGE =
@@ -50,7 +51,17 @@ export function parsePlanArgs(argv: string[]): PlanArgs | "help" {
     const eq = token.startsWith("--") ? token.indexOf("=") : -1;
     const flag = eq > 0 ? token.slice(0, eq) : token;
     const key = FLAGS[flag];
-    if (!key) throw new UsageError(`unexpected argument '${token}' found`);
+    if (!key) {
+      const longs = Object.keys(FLAGS).filter((f) => f.startsWith("--"));
+      const near = flag.startsWith("--")
+        ? closestName(
+            flag.slice(2),
+            longs.map((f) => f.slice(2)),
+          )
+        : undefined;
+      const tip = near === undefined ? "" : ` (did you mean '--${near}'?)`;
+      throw new UsageError(`unexpected argument '${token}' found${tip}`);
+    }
     let value: string | undefined;
     if (eq > 0) value = token.slice(eq + 1);
     else value = rest[++i];
@@ -92,7 +103,7 @@ async function readSpec(args: PlanArgs): Promise<ComputeSpec> {
   try {
     text = await Bun.file(path).text();
   } catch (err) {
-    throw new ConfigError(`cannot read ${flag} file ${path}: ${formatOneLine(err)}`);
+    throw new ConfigError(`cannot read ${flag} file ${path}`, { cause: err });
   }
   try {
     let asConfig = args.configPath !== null;
@@ -109,7 +120,7 @@ async function readSpec(args: PlanArgs): Promise<ComputeSpec> {
     if (!config.spec) throw new Error("the configuration has no spec");
     return config.spec;
   } catch (err) {
-    throw new ConfigError(`invalid ${flag} file ${path}: ${formatOneLine(err)}`);
+    throw new ConfigError(`invalid ${flag} file ${path}`, { cause: err });
   }
 }
 
@@ -119,8 +130,12 @@ export async function specMain(argv: string[]): Promise<number> {
   try {
     args = parsePlanArgs(argv);
   } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`error: ${err.message}; see 'compute_ctl spec plan --help'\n`);
+      return 2;
+    }
     process.stderr.write(`error: ${(err as Error).message}\n`);
-    return err instanceof UsageError ? 2 : 1;
+    return 1;
   }
   if (args === "help") {
     process.stdout.write(
@@ -137,7 +152,7 @@ export async function specMain(argv: string[]): Promise<number> {
     try {
       timelineId = parseSpec(spec).timelineId;
     } catch (err) {
-      throw new ConfigError(`invalid compute spec: ${formatOneLine(err)}`);
+      throw new ConfigError("invalid compute spec", { cause: err });
     }
     const { text } = await planSpecSql(spec, {
       connstr: args.connstr,

@@ -653,19 +653,25 @@ export class PqConnection {
   private async open(opts: ConnectOptions): Promise<void> {
     // connect() and a failure raised meanwhile (timeout, abort) race here; a socket that opens
     // after the failure is closed at once.
-    const connecting = Bun.connect({
-      hostname: opts.host,
-      port: opts.port,
-      socket: {
-        binaryType: "uint8array",
-        data: (_s, data) => this.onData(data),
-        drain: () => this.onDrain(),
-        end: () => this.onEnd(),
-        close: (_s, err) => this.onClose(err),
-        error: (_s, err) => this.fail(new Error(`I/O error on ${this.label}`, { cause: err })),
-        connectError: () => {},
-      },
-    }).then(
+    const handlers = {
+      binaryType: "uint8array" as const,
+      data: (_s: Socket<undefined>, data: Uint8Array) => this.onData(data),
+      drain: () => this.onDrain(),
+      end: () => this.onEnd(),
+      close: (_s: Socket<undefined>, err?: Error) => this.onClose(err),
+      error: (_s: Socket<undefined>, err: Error) =>
+        this.fail(new Error(`I/O error on ${this.label}`, { cause: err })),
+      connectError: () => {},
+    };
+    // A host that is a directory means the Unix socket `<dir>/.s.PGSQL.<port>`, as in libpq.
+    const connecting = (
+      opts.host.startsWith("/")
+        ? Bun.connect({
+            unix: `${opts.host.replace(/\/+$/, "")}/.s.PGSQL.${opts.port}`,
+            socket: handlers,
+          })
+        : Bun.connect({ hostname: opts.host, port: opts.port, socket: handlers })
+    ).then(
       (s) => {
         if (this.failure) s.terminate();
         else this.socket = s;

@@ -1,18 +1,23 @@
 // The binary fetching its configuration from a (fake) control plane: attempts, gaps, the
 // Authorization header, the Empty answer, and the request counter.
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
 import { startFakeControlPlane } from "../fakes/control-plane.ts";
 import { runBinary } from "../support/binary.ts";
 import { CONNSTR, emptyConfig, PGBIN, startCompute } from "../support/compute.ts";
 import { ed25519Key, jwks } from "../support/jwt.ts";
-import { cleanup } from "../support/proc.ts";
+import { cleanup, makeUserDir } from "../support/proc.ts";
 
+let pgdata: string;
+beforeAll(async () => {
+  pgdata = join(await makeUserDir("cp-"), "pgdata");
+});
 afterAll(cleanup);
 
 const ID = "compute-cp";
 const args = (url: string) => [
   "-D",
-  "/tmp/compute_ctl-cp-pgdata",
+  pgdata,
   "-C",
   CONNSTR,
   "-b",

@@ -291,6 +291,7 @@ describe("compute_ctl spec plan (dry run)", () => {
             ],
           },
           delta_operations: [{ action: "delete_role", name: "nobody" }],
+          skip_pg_catalog_updates: false,
         });
         const specFile = join(twin.dir, "spec.json");
         const configFile = join(twin.dir, "config.json");
@@ -338,6 +339,42 @@ describe("compute_ctl spec plan (dry run)", () => {
     },
   );
 
+  test("a spec whose catalog updates a start would skip plans nothing, and says why", async () => {
+    const dir = await makeUserDir("plan-skip-");
+    // Nothing listens here: a plan that does not need the catalog must not connect.
+    const closed = `postgresql://cloud_admin@127.0.0.1:${await freePort()}/postgres`;
+    const cluster = { roles: [{ name: "r", encrypted_password: null }], databases: [] };
+    for (const [name, spec, why] of [
+      [
+        "skip",
+        minimalSpec({ cluster, skip_pg_catalog_updates: true }),
+        "skip_pg_catalog_updates is set",
+      ],
+      [
+        "replica",
+        minimalSpec({ cluster, skip_pg_catalog_updates: false, mode: "Replica" }),
+        "a replica compute is read-only",
+      ],
+    ] as const) {
+      const specFile = join(dir, `${name}.json`);
+      await writeUserFile(specFile, JSON.stringify(spec));
+      const r = await runBinary(["spec", "plan", "--connstr", closed, "-S", specFile]);
+      expect({ code: r.code, stdout: r.stdout, stderr: r.stderr }).toEqual({
+        code: 0,
+        stdout: `-- nothing to run: ${why}\n`,
+        stderr: "",
+      });
+    }
+    // Without the skip the same spec needs the catalog: planning against nothing fails.
+    const specFile = join(dir, "apply.json");
+    await writeUserFile(
+      specFile,
+      JSON.stringify(minimalSpec({ cluster, skip_pg_catalog_updates: false })),
+    );
+    const r = await runBinary(["spec", "plan", "--connstr", closed, "-S", specFile]);
+    expect(r.code).toBe(1);
+  });
+
   test("usage errors exit 2 and connection errors exit 1, each with one line", async () => {
     const dir = await makeUserDir("plan-");
     const specFile = join(dir, "spec.json");
@@ -368,6 +405,7 @@ describe("compute_ctl spec plan (dry run)", () => {
       expect(r.stdout).toBe("");
     }
     const closed = `postgresql://cloud_admin@127.0.0.1:${await freePort()}/postgres`;
+    await writeUserFile(specFile, JSON.stringify(minimalSpec({ skip_pg_catalog_updates: false })));
     const refused = await runBinary(["spec", "plan", "--connstr", closed, "-S", specFile]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toStartWith(`error: cannot plan against ${closed}: `);

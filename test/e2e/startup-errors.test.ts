@@ -25,14 +25,18 @@ afterAll(cleanup);
 
 const base = () => ["-D", join(dir, "pgdata"), "-C", CONNSTR, "--compute-id", "c1", "-b", PGBIN];
 
-/** Runs the binary and checks the exit code and that stderr has exactly one error line. */
-async function refused(args: string[], code: 1 | 2, ...fragments: string[]): Promise<string> {
+/**
+ * Runs the binary and checks the exit code, that stderr has exactly one error line and that it
+ * reads exactly `expected` (the timestamp of a log line left out): the cause said once.
+ */
+async function refused(args: string[], code: 1 | 2, expected: string): Promise<void> {
   const r = await runBinary(args, { timeoutMs: 20_000 });
-  const errors = r.stderr.split("\n").filter((l) => l.startsWith("error: ") || / ERROR /.test(l));
-  expect({ code: r.code, errors: errors.length }).toEqual({ code, errors: 1 });
+  const errors = r.stderr
+    .split("\n")
+    .filter((l) => l.startsWith("error: ") || / ERROR /.test(l))
+    .map((l) => l.replace(/^\S+Z\s+ERROR /, "ERROR "));
+  expect({ code: r.code, errors }).toEqual({ code, errors: [expected] });
   expect(r.stderr).not.toMatch(/^\s+at /m);
-  for (const f of fragments) expect(errors[0]).toContain(f);
-  return errors[0] ?? "";
 }
 
 async function file(name: string, content: unknown): Promise<string> {
@@ -41,72 +45,154 @@ async function file(name: string, content: unknown): Promise<string> {
   return path;
 }
 
-describe("usage errors exit 2", () => {
+const usage = (message: string) => `error: ${message}; see 'compute_ctl --help'`;
+
+describe("usage errors exit 2, ending with where the help is", () => {
   test("an unknown flag", async () => {
-    await refused([...base(), "-c", "/x", "--no-such-flag"], 2, "--no-such-flag");
+    await refused(
+      [...base(), "-c", "/x", "--no-such-flag"],
+      2,
+      usage("unexpected argument '--no-such-flag' found"),
+    );
+  });
+  test("an unknown flag close to a real one", async () => {
+    await refused(
+      [...base(), "-c", "/x", "--pg-data", "/y"],
+      2,
+      usage("unexpected argument '--pg-data' found (did you mean '--pgdata'?)"),
+    );
   });
   test("a missing value", async () => {
-    await refused([...base(), "-c"], 2, "--config");
+    await refused(
+      [...base(), "-c"],
+      2,
+      usage("a value is required for '--config <CONFIG>' but none was supplied"),
+    );
   });
   test("a non-numeric port", async () => {
     await refused(
       [...base(), "-c", "/x", "--external-http-port", "eighty"],
       2,
-      "--external-http-port",
+      usage(
+        "invalid value 'eighty' for '--external-http-port <EXTERNAL_HTTP_PORT>': invalid digit found in string",
+      ),
     );
   });
   test("-c with -p", async () => {
-    await refused([...base(), "-c", "/x", "-p", "http://cp"], 2, "--config", "--control-plane-uri");
+    await refused(
+      [...base(), "-c", "/x", "-p", "http://cp"],
+      2,
+      usage(
+        "the argument '--config <CONFIG>' cannot be used with '--control-plane-uri <CONTROL_PLANE_API_BASE_URL>'",
+      ),
+    );
   });
   test("--http-port with --external-http-port", async () => {
     await refused(
       [...base(), "-c", "/x", "--http-port", "1", "--external-http-port", "2"],
       2,
-      "--http-port",
+      usage(
+        "the argument '--http-port <HTTP_PORT>' cannot be used with '--external-http-port <EXTERNAL_HTTP_PORT>'",
+      ),
     );
   });
   test("no configuration source", async () => {
-    await refused(base(), 2, "--config", "--control-plane-uri", "--spec-path");
+    await refused(
+      base(),
+      2,
+      usage("one of --config, --control-plane-uri or --spec-path is required"),
+    );
   });
   test("a required flag missing", async () => {
-    await refused(["-D", "/x", "-C", CONNSTR, "-c", "/x"], 2, "--compute-id");
+    await refused(
+      ["-D", "/x", "-C", CONNSTR, "-c", "/x"],
+      2,
+      usage("the following required arguments were not provided: --compute-id <COMPUTE_ID>"),
+    );
   });
   test("--lakebase-mode without true|false", async () => {
-    await refused([...base(), "-c", "/x", "--lakebase-mode", "maybe"], 2, "--lakebase-mode");
+    await refused(
+      [...base(), "-c", "/x", "--lakebase-mode", "maybe"],
+      2,
+      usage(
+        "invalid value 'maybe' for '--lakebase-mode <LAKEBASE_MODE>' [possible values: true, false]",
+      ),
+    );
   });
 });
 
-describe("configuration errors exit 1", () => {
+describe("configuration errors exit 1, each cause said once", () => {
   test("a connstr that is not a URL", async () => {
-    const line = await refused(
+    await refused(
       ["-D", "/x", "-C", "host=localhost password=secret", "-i", "c", "-c", "/x"],
       1,
-      "--connstr",
+      "error: cannot parse connstr as a URL: the value of --connstr is not a URL",
     );
-    expect(line).not.toContain("secret");
   });
   test("a config file that does not exist", async () => {
-    await refused([...base(), "-c", join(dir, "missing.json")], 1, "missing.json");
+    const path = join(dir, "missing.json");
+    await refused(
+      [...base(), "-c", path],
+      1,
+      `ERROR cannot read --config file ${path}: ENOENT: no such file or directory, open '${path}'`,
+    );
+  });
+  test("a config file that is a directory", async () => {
+    await refused(
+      [...base(), "-c", dir],
+      1,
+      `ERROR cannot read --config file ${dir}: Directories cannot be read like files`,
+    );
   });
   test("a config file that is not JSON", async () => {
-    await refused([...base(), "-c", await file("bad.json", "{oops")], 1, "--config", "bad.json");
+    const path = await file("bad.json", "{oops");
+    await refused(
+      [...base(), "-c", path],
+      1,
+      `ERROR invalid --config file ${path}: invalid JSON: JSON Parse error: Expected '}'`,
+    );
+  });
+  test("an empty config file", async () => {
+    const path = await file("empty.json", "");
+    await refused(
+      [...base(), "-c", path],
+      1,
+      `ERROR invalid --config file ${path}: invalid JSON: JSON Parse error: Unexpected EOF`,
+    );
+  });
+  test("a spec file that is not JSON", async () => {
+    const path = await file("bad-spec.json", "[1,");
+    await refused(
+      [...base(), "-S", path],
+      1,
+      `ERROR invalid --spec-path file ${path}: invalid JSON: JSON Parse error: Unexpected EOF`,
+    );
   });
   test("a config without compute_ctl_config", async () => {
+    const path = await file("nocc.json", { spec: null });
     await refused(
-      [...base(), "-c", await file("nocc.json", { spec: null })],
+      [...base(), "-c", path],
       1,
-      "compute_ctl_config",
+      `ERROR invalid --config file ${path}: compute_ctl_config: missing field`,
     );
   });
   test("a spec of the wrong shape names the JSON path", async () => {
     const spec = minimalSpec({ offload_lfc_interval_seconds: 0 });
     const path = await file("zero.json", { spec, compute_ctl_config: { jwks: { keys: [] } } });
-    await refused([...base(), "-c", path], 1, "spec.offload_lfc_interval_seconds");
+    await refused(
+      [...base(), "-c", path],
+      1,
+      `ERROR invalid --config file ${path}: spec.offload_lfc_interval_seconds: expected a non-zero integer, got 0`,
+    );
   });
   test("a spec that fails validation", async () => {
     const spec = minimalSpec({ safekeeper_connstrings: ["a:1", "a:1"] });
     const path = await file("dup.json", { spec, compute_ctl_config: { jwks: { keys: [] } } });
-    await refused([...base(), "-c", path], 1, "duplicate entry in safekeeper_connstrings: a:1!");
+    await refused(
+      [...base(), "-c", path],
+      1,
+      "ERROR invalid compute spec: duplicate entry in safekeeper_connstrings: a:1!",
+    );
   });
   test("a spec without pageserver information", async () => {
     const spec = minimalSpec({ pageserver_connstring: null });
@@ -114,15 +200,38 @@ describe("configuration errors exit 1", () => {
     await refused(
       [...base(), "-c", path],
       1,
-      "pageserver connection information should be provided",
+      "ERROR invalid compute spec: pageserver connection information should be provided",
     );
+  });
+  test("invalid FAILPOINTS", async () => {
+    const cfg = await file("ok.json", emptyConfig({ keys: [] }));
+    const r = await runBinary([...base(), "-c", cfg], {
+      env: { COMPUTE_CTL_TESTING: "1", FAILPOINTS: "oops" },
+      timeoutMs: 20_000,
+    });
+    const errors = r.stderr.split("\n").filter((l) => / ERROR /.test(l));
+    expect(r.code).toBe(1);
+    expect(errors.map((l) => l.replace(/^\S+Z\s+/, ""))).toEqual([
+      "ERROR invalid FAILPOINTS: startup failpoints: missing action on the 1th failpoint; try `oops=return`",
+    ]);
   });
   test("--pgbin that is not a postgres binary", async () => {
     const cfg = await file("ok.json", emptyConfig({ keys: [] }));
     await refused(
       ["-D", "/x", "-C", CONNSTR, "-i", "c", "-c", cfg, "-b", `${PG_BINDIR}/pg_ctl`],
       1,
-      "pgbin",
+      `ERROR bad pgbin '${PG_BINDIR}/pg_ctl': --pgbin must be the path of a binary named 'postgres'`,
+    );
+  });
+  test("--pgbin with no pg_config beside it", async () => {
+    const bin = join(dir, "nopgconfig", "bin");
+    mkdirSync(bin, { recursive: true });
+    symlinkSync(PGBIN, join(bin, "postgres"));
+    const cfg = await file("ok.json", emptyConfig({ keys: [] }));
+    await refused(
+      ["-D", "/x", "-C", CONNSTR, "-i", "c", "-c", cfg, "-b", join(bin, "postgres")],
+      1,
+      `ERROR cannot run pg_config at ${join(bin, "pg_config")}: not found`,
     );
   });
   test("a pg_config that reports an unsupported version", async () => {
@@ -135,7 +244,7 @@ describe("configuration errors exit 1", () => {
     await refused(
       ["-D", "/x", "-C", CONNSTR, "-i", "c", "-c", cfg, "-b", join(bin, "postgres")],
       1,
-      "13",
+      `ERROR unsupported Postgres version 13 ('PostgreSQL 13.9' from ${join(bin, "pg_config")}); supported: 14, 15, 16, 17`,
     );
   });
   test("an HTTP port already in use", async () => {
@@ -143,7 +252,11 @@ describe("configuration errors exit 1", () => {
     const blocker = Bun.serve({ hostname: "::", port, fetch: () => new Response("busy") });
     try {
       const cfg = await file("ok.json", emptyConfig({ keys: [] }));
-      await refused([...base(), "-c", cfg, "--external-http-port", String(port)], 1, String(port));
+      await refused(
+        [...base(), "-c", cfg, "--external-http-port", String(port)],
+        1,
+        `ERROR compute_ctl failed: failed to bind the compute_ctl external HTTP server to [::]:${port}: Failed to start server. Is port ${port} in use?`,
+      );
     } finally {
       blocker.stop(true);
     }
@@ -188,6 +301,10 @@ describe("-S/--spec-path", () => {
   });
 
   test("conflicts with -c", async () => {
-    await refused([...base(), "-S", "/x", "-c", "/y"], 2, "--spec-path", "--config");
+    await refused(
+      [...base(), "-S", "/x", "-c", "/y"],
+      2,
+      usage("the argument '--spec-path <FILE>' cannot be used with '--config <CONFIG>'"),
+    );
   });
 });

@@ -4,20 +4,24 @@
 // out: postgresql.conf, postmaster.pid, postmaster.opts. Added: neon.signal and zenith.signal, and
 // Neon's sample pg_hba.conf. GNU headers and gzip level 1, as the pageserver writes them.
 //
-// Built once per set of options and cached under /tmp across processes (the initdb takes seconds,
-// a padded one much longer); tar and gzip stream from disk, so a 2 GiB padding never sits in
-// memory.
+// Built once per set of options and cached across processes in this user's temp directory (the
+// initdb takes seconds, a padded one much longer); tar and gzip stream from disk, so a 2 GiB
+// padding never sits in memory.
 import { existsSync } from "node:fs";
 import { mkdir, open, readdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { freePort } from "../support/ports.ts";
-import { makeUserDir, spawnAs, waitFor } from "../support/proc.ts";
+import { makeUserDir, spawnAs, userTmpDir, waitFor } from "../support/proc.ts";
 
 export const PG_BINDIR = "/usr/lib/postgresql/15/bin";
 
 /** Bump when the template's recipe changes, so stale caches are not reused. */
 const RECIPE = "v2";
-const CACHE_DIR = "/tmp/compute_ctl-basebackup-templates";
+
+/** This user's template cache: another user's cache is never read or written. */
+export function templateCacheDir(): string {
+  return join(userTmpDir(), "basebackup-templates");
+}
 
 // Neon's sample (libs/postgres_ffi/samples/pg_hba.conf): trust for local and loopback, for
 // ordinary and replication connections.
@@ -92,12 +96,13 @@ async function build(
   noDynshmem: boolean,
   initSql?: string,
 ) {
-  const tarGzPath = join(CACHE_DIR, `${key}.tar.gz`);
-  const lsnPath = join(CACHE_DIR, `${key}.lsn`);
+  const cacheDir = templateCacheDir();
+  const tarGzPath = join(cacheDir, `${key}.tar.gz`);
+  const lsnPath = join(cacheDir, `${key}.lsn`);
   if (existsSync(tarGzPath) && existsSync(lsnPath)) {
     return { tarGzPath, checkpointLsn: (await Bun.file(lsnPath).text()).trim() };
   }
-  await mkdir(CACHE_DIR, { recursive: true });
+  await mkdir(cacheDir, { recursive: true });
   const work = await makeUserDir("bbtpl-");
   try {
     const pgdata = join(work, "pgdata");

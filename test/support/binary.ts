@@ -6,6 +6,7 @@ import { createHash } from "node:crypto";
 import {
   chmodSync,
   copyFileSync,
+  linkSync,
   mkdirSync,
   readdirSync,
   readFileSync,
@@ -17,7 +18,7 @@ import {
 } from "node:fs";
 import { join, resolve } from "node:path";
 import { type BuildStamp, outputName, sourceKey, stampPath, type TargetName } from "../../build.ts";
-import { collectStream, spawnAs, TEST_TMP } from "./proc.ts";
+import { collectStream, onExit, removeQuietly, spawnAs, TEST_TMP, userTmpDir } from "./proc.ts";
 
 export const ROOT = resolve(import.meta.dir, "../..");
 const DIST = join(ROOT, "dist");
@@ -112,36 +113,82 @@ async function buildHostBinary(target: TargetName, outfile: string): Promise<Bui
   });
 }
 
-/** Copies the binary where the postgres user can execute it: <tmp>/compute_ctl-bin-<hash>/. */
+const STALE_MS = 10 * 60_000;
+
+/** Whether some process registered under `usersDir` (one file per pid) is still alive. */
+function inUse(usersDir: string): boolean {
+  let names: string[];
+  try {
+    names = readdirSync(usersDir);
+  } catch {
+    return false;
+  }
+  return names.some((n) => /^\d+$/.test(n) && Number(n) !== process.pid && pidAlive(Number(n)));
+}
+
+/**
+ * Drops this user's copies of other builds that no live process uses and nobody touched for
+ * ten minutes, and copies an older version of this file left directly in the temp directory.
+ * Only this user's files: another user's are none of our business, and never an error.
+ */
+function sweepStaleCopies(keep: string): void {
+  const mine = userTmpDir();
+  for (const name of readdirSync(mine)) {
+    if (!name.startsWith("bin-") || join(mine, name) === keep) continue;
+    const path = join(mine, name);
+    const st = statSync(path, { throwIfNoEntry: false });
+    if (st && Date.now() - st.mtimeMs > STALE_MS && !inUse(join(path, "users"))) {
+      removeQuietly(path);
+    }
+  }
+  const uid = process.getuid?.() ?? 0;
+  for (const name of readdirSync(TEST_TMP)) {
+    if (!name.startsWith("compute_ctl-bin-")) continue;
+    const path = join(TEST_TMP, name);
+    const st = statSync(path, { throwIfNoEntry: false });
+    if (st?.uid === uid && Date.now() - st.mtimeMs > STALE_MS) removeQuietly(path);
+  }
+}
+
+/**
+ * Puts the binary where the postgres user can execute it (the checkout may sit under /root):
+ * `<user tmp>/bin-<hash>/compute_ctl`, one per build, shared by every process of this user that
+ * tests that build. A hard link when the file system allows (no extra space; build.ts always
+ * writes a new file, so a rebuild never changes a running copy), else a copy. Each process
+ * registers its pid under `users/`; the last one to end removes the directory.
+ */
 function installForTests(stamp: BuildStamp): string {
   const hash = createHash("sha256")
     .update(`${stamp.path}\0${stamp.key}\0${stamp.size}\0${stamp.mtimeMs}`)
     .digest("hex")
     .slice(0, 12);
-  const dirName = `compute_ctl-bin-${hash}`;
-  const dir = join(TEST_TMP, dirName);
+  const dir = join(userTmpDir(), `bin-${hash}`);
   const dest = join(dir, "compute_ctl");
-  const existing = statSync(dest, { throwIfNoEntry: false });
-  if (existing?.size === stamp.size) {
-    // Marks the copy as in use, so a concurrent run's clean-up below leaves it alone.
-    const now = new Date();
-    utimesSync(dir, now, now);
-    return dest;
-  }
-  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const users = join(dir, "users");
+  mkdirSync(users, { recursive: true, mode: 0o755 });
   chmodSync(dir, 0o755);
-  // Copy then rename, so a concurrent run never executes a half-written file.
-  const partial = `${dest}.partial-${process.pid}`;
-  copyFileSync(stamp.path, partial);
-  chmodSync(partial, 0o755);
-  renameSync(partial, dest);
-  // Each copy is ~110 MB: drop those of earlier source states not used in the last 10 minutes.
-  for (const name of readdirSync(TEST_TMP)) {
-    if (!name.startsWith("compute_ctl-bin-") || name === dirName) continue;
-    const path = join(TEST_TMP, name);
-    const st = statSync(path, { throwIfNoEntry: false });
-    if (st && Date.now() - st.mtimeMs > 600_000) rmSync(path, { recursive: true, force: true });
+  // Registered before the copy is looked at, so a process ending meanwhile leaves it in place.
+  writeFileSync(join(users, String(process.pid)), "");
+  onExit(() => {
+    removeQuietly(join(users, String(process.pid)));
+    if (!inUse(users)) removeQuietly(dir);
+  });
+  const existing = statSync(dest, { throwIfNoEntry: false });
+  if (existing?.size !== stamp.size) {
+    // Linked or copied under a temporary name, then renamed: nobody executes a half-written file.
+    const partial = `${dest}.partial-${process.pid}`;
+    removeQuietly(partial);
+    try {
+      linkSync(stamp.path, partial);
+    } catch {
+      copyFileSync(stamp.path, partial);
+    }
+    chmodSync(partial, 0o755);
+    renameSync(partial, dest);
   }
+  const now = new Date();
+  utimesSync(dir, now, now);
+  sweepStaleCopies(dir);
   return dest;
 }
 

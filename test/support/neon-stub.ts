@@ -1,11 +1,25 @@
 // A SQL-only stand-in for Neon's `neon` extension, so `CREATE EXTENSION neon` (which the apply
-// runs and does not tolerate failing, like the reference) works on vanilla Postgres 15. It is
-// installed into the server's extension directory, which needs root; CI runs as root. The files
-// are left in place (other test files may be using them concurrently) and a real neon.control is
-// never overwritten.
-import { existsSync, renameSync, writeFileSync } from "node:fs";
+// runs and does not tolerate failing, like the reference) works on vanilla Postgres 15. Two ways:
+// installNeonStub() puts it into the server's extension directory, which needs root (CI runs as
+// root; the files are left in place, other test files may be using them concurrently, and a real
+// neon.control is never overwritten); neonStubTree() needs no root: a per-user Postgres tree whose
+// extension directory has the stub beside the real extensions.
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readlinkSync,
+  renameSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { PG_BINDIR } from "./pg.ts";
+import { removeQuietly, userTmpDir } from "./proc.ts";
 
 const MARKER = "# compute_ctl test stub";
 
@@ -47,4 +61,67 @@ export function installNeonStub(): StubResult {
   put(join(dir, "neon--1.6.sql"), SCRIPT);
   put(control, CONTROL);
   return { installed: true };
+}
+
+function sharedirOf(bindir: string): string {
+  const r = Bun.spawnSync([join(bindir, "pg_config"), "--sharedir"], { stdout: "pipe" });
+  if (!r.success) throw new Error(`${bindir}/pg_config --sharedir failed`);
+  return r.stdout.toString().trim();
+}
+
+/**
+ * A Postgres tree with the neon stub, for a user who cannot write the system's extension
+ * directory: `<user tmp>/pgtree-<key>/` laid out like the Debian packages (`usr/lib/postgresql/15`,
+ * `usr/share/postgresql/15`), with a copy of `bin/` (13 MB: Postgres finds its share directory
+ * from where its executable really is, so it cannot be a symlink), `lib/` and every share entry
+ * symlinked, and `share/extension/` holding links to the real extensions plus the stub. Built
+ * once per user and Postgres build; readable and executable by everyone (the postgres user runs
+ * root's). Returns the bin directory.
+ */
+export function neonStubTree(realBindir = PG_BINDIR): string {
+  const real = statSync(join(realBindir, "postgres"));
+  const key = new Bun.CryptoHasher("sha256")
+    .update(`${realBindir}\0${real.size}\0${real.mtimeMs}\0${CONTROL}\0${SCRIPT}`)
+    .digest("hex")
+    .slice(0, 12);
+  const root = join(userTmpDir(), `pgtree-${key}`);
+  const major = realBindir.match(/postgresql\/(\d+)\//)?.[1] ?? "15";
+  const bindir = join(root, "usr/lib/postgresql", major, "bin");
+  if (existsSync(join(bindir, "postgres"))) return bindir;
+
+  const realShare = sharedirOf(realBindir);
+  const build = `${root}.partial-${process.pid}`;
+  removeQuietly(build);
+  const lib = join(build, "usr/lib/postgresql", major);
+  const share = join(build, "usr/share/postgresql", major);
+  mkdirSync(join(lib, "bin"), { recursive: true, mode: 0o755 });
+  mkdirSync(join(share, "extension"), { recursive: true, mode: 0o755 });
+  for (const name of readdirSync(realBindir)) {
+    const from = join(realBindir, name);
+    const to = join(lib, "bin", name);
+    const st = lstatSync(from);
+    if (st.isSymbolicLink()) symlinkSync(readlinkSync(from), to);
+    else {
+      copyFileSync(from, to);
+      chmodSync(to, st.mode & 0o777);
+    }
+  }
+  symlinkSync(join(realBindir, "../lib"), join(lib, "lib"));
+  for (const name of readdirSync(realShare)) {
+    if (name !== "extension") symlinkSync(join(realShare, name), join(share, name));
+  }
+  for (const name of readdirSync(join(realShare, "extension"))) {
+    if (name.startsWith("neon.") || name.startsWith("neon--")) continue;
+    symlinkSync(join(realShare, "extension", name), join(share, "extension", name));
+  }
+  writeFileSync(join(share, "extension", "neon--1.6.sql"), SCRIPT, { mode: 0o644 });
+  writeFileSync(join(share, "extension", "neon.control"), CONTROL, { mode: 0o644 });
+  try {
+    renameSync(build, root);
+  } catch (err) {
+    // Another process of this user built it meanwhile: theirs is as good.
+    removeQuietly(build);
+    if (!existsSync(join(bindir, "postgres"))) throw err;
+  }
+  return bindir;
 }

@@ -2,7 +2,16 @@
 // root, so when the test process is root every child runs as the `postgres` user (override with
 // TEST_RUN_AS_USER), from directories that user owns. Every child is tracked and killed by
 // `killAll()` / `cleanup()`; call one from an afterAll in each test file that spawns.
-import { chmodSync, chownSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -44,9 +53,59 @@ export const RUN_AS: { uid: number; gid: number } | null = identity
 /** Where test directories and binaries go: /tmp, since the checkout may sit under /root. */
 export const TEST_TMP: string = RUN_AS ? "/tmp" : tmpdir();
 
+/**
+ * Whether `dir` is a directory only `uid` can change: not a symlink, owned by `uid`, not
+ * writable by group or others. Anything else in a shared temp directory may be another user's.
+ */
+export function ownedPrivately(dir: string, uid: number): boolean {
+  const st = lstatSync(dir, { throwIfNoEntry: false });
+  return !!st && st.isDirectory() && st.uid === uid && (st.mode & 0o022) === 0;
+}
+
+let userTmp: string | undefined;
+let userTmpIsFallback = false;
+
+/**
+ * This user's directory for artefacts kept across runs (the binary copy, template caches, the
+ * relocated Postgres tree): `<TEST_TMP>/compute_ctl-<uid>`, mode 0755 so the postgres user can
+ * read and execute what root puts there, writable by its owner only. Nothing in it belongs to
+ * another user, so cleaning it up never touches their files. When that name is taken by someone
+ * else, a private directory for this process is used instead (removed at exit).
+ */
+export function userTmpDir(): string {
+  if (userTmp) return userTmp;
+  const uid = process.getuid?.() ?? 0;
+  const dir = join(TEST_TMP, `compute_ctl-${uid}`);
+  try {
+    mkdirSync(dir, { mode: 0o755 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+  }
+  if (ownedPrivately(dir, uid)) {
+    chmodSync(dir, 0o755);
+    userTmp = dir;
+  } else {
+    userTmp = mkdtempSync(join(TEST_TMP, `compute_ctl-${uid}-`));
+    chmodSync(userTmp, 0o755);
+    userTmpIsFallback = true;
+  }
+  return userTmp;
+}
+
+/** Removes `path` if it can; another user's file or a vanished one is not an error. */
+export function removeQuietly(path: string): boolean {
+  try {
+    rmSync(path, { recursive: true, force: true });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const VERBOSE = !!process.env.TEST_VERBOSE;
 
-type Stdio = "pipe" | "inherit" | "ignore";
+// A number is an open file descriptor the child writes to (e.g. a log file).
+type Stdio = "pipe" | "inherit" | "ignore" | number;
 
 export interface SpawnAsOptions<Out extends Stdio = "pipe", Err extends Stdio = "pipe"> {
   /** Added to the test process's environment; an undefined value removes a variable. */
@@ -204,9 +263,33 @@ export async function cleanup(): Promise<void> {
 process.on("exit", () => {
   for (const e of tracked) signal(e, "SIGKILL", true);
   if (!process.env.TEST_KEEP_DIRS) {
-    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    for (const d of dirs) removeQuietly(d);
   }
+  runExitHooks();
 });
+
+const exitHooks: (() => void)[] = [];
+
+/**
+ * Runs `fn` (synchronously) when the process ends: on process exit, and at the end of a
+ * `bun test` run (test/preload.ts calls runExitHooks from a global afterAll, because bun test
+ * does not emit "exit").
+ */
+export function onExit(fn: () => void): void {
+  exitHooks.push(fn);
+}
+
+/** Runs and forgets the onExit hooks; safe to call more than once. */
+export function runExitHooks(): void {
+  for (const hook of exitHooks.splice(0)) {
+    try {
+      hook();
+    } catch {
+      // best effort: the process is ending
+    }
+  }
+  if (userTmpIsFallback && userTmp) removeQuietly(userTmp);
+}
 
 export interface WaitForOptions {
   timeoutMs?: number;

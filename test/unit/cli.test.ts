@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import type { BooleanArgDef, EnumArgDef, StringArgDef } from "citty";
-import { command, helpText, parseCli } from "../../src/cli.ts";
+import { command, helpText, parseCli, SUBCOMMANDS } from "../../src/cli.ts";
 import type { Params } from "../../src/config/params.ts";
 import { ConfigError, UsageError } from "../../src/errors.ts";
 import { BUILD_TAG, BUILD_TARGET, VERSION } from "../../src/version.ts";
@@ -238,6 +238,21 @@ describe("usage errors", () => {
     usageError([...WITH_CONFIG, "--pgdat", "/x"], "'--pgdat'");
   });
 
+  test("an unknown flag close to a real one gets a suggestion; a far one does not", () => {
+    const msg = (argv: string[]) => usageError(argv);
+    expect(msg([...WITH_CONFIG, "--pg-data", "/x"])).toBe(
+      "unexpected argument '--pg-data' found (did you mean '--pgdata'?)",
+    );
+    expect(msg([...WITH_CONFIG, "--conifg=/x"])).toBe(
+      "unexpected argument '--conifg' found (did you mean '--config'?)",
+    );
+    expect(msg([...WITH_CONFIG, "--external_http_port", "1"])).toBe(
+      "unexpected argument '--external_http_port' found (did you mean '--external-http-port'?)",
+    );
+    expect(msg([...WITH_CONFIG, "--bogus"])).toBe("unexpected argument '--bogus' found");
+    expect(msg([...WITH_CONFIG, "--port", "1"])).toBe("unexpected argument '--port' found");
+  });
+
   test("a missing value: last argument, or followed by another flag", () => {
     usageError([...WITH_CONFIG, "--cgroup"], "value is required", "--cgroup");
     usageError(["--pgdata", "--connstr", CONNSTR], "value is required", "--pgdata");
@@ -442,6 +457,9 @@ describe("--help", () => {
     expect(text).toContain("[default: neon_superuser]");
     expect(text).toContain("[default: 3080]");
     expect(text).toContain("[default: 0.0.0.0:10301]");
+    // The subcommands main.ts dispatches are named, with where their own help is.
+    for (const [name] of SUBCOMMANDS) expect(text).toContain(`  ${name} `);
+    expect(text).toContain("compute_ctl spec plan --help");
     // No terminal colour codes: the text may be piped.
     expect(text).not.toContain("\u001b[");
   });

@@ -5,9 +5,9 @@ import { symlinkSync, unlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Elysia } from "elysia";
+import { osErrorText } from "../../errors.ts";
 import { log } from "../../log.ts";
 import { HttpError } from "../app.ts";
-import { osErrorText } from "./catalog.ts";
 
 /** Must match the neon extension's name for it. */
 export const COMMUNICATOR_SOCKET_NAME = "neon-communicator.socket";

@@ -1,36 +1,8 @@
-// POST /check_writability (http.md §6.9): prove the timeline takes writes by upserting the one
-// row of public.health_check (created by the spec apply's CreateAvailabilityCheck phase).
+// POST /check_writability: prove the timeline takes writes.
 import { Elysia } from "elysia";
 import type { ComputeState } from "../../compute/state.ts";
-import { log } from "../../log.ts";
-import { localClient } from "../../postgres/client.ts";
+import { checkWritability } from "../../postgres/writability.ts";
 import { HttpError, jsonResponse, requireRunning } from "../app.ts";
-import { postgresErrorText } from "./catalog.ts";
-
-const UPSERT =
-  "INSERT INTO public.health_check VALUES (1, pg_catalog.now()) " +
-  "ON CONFLICT (id) DO UPDATE SET updated_at = pg_catalog.now()";
-
-/** SQLSTATE disk_full: the tenant is out of space, which does not make the compute unwritable. */
-const DISK_FULL = "53100";
-
-/** The reference's checker: throws with the tokio-postgres-style text on any other failure. */
-export async function checkWritability(connstr: URL): Promise<void> {
-  const sql = localClient(connstr, { applicationName: "compute_ctl:availability_checker" });
-  try {
-    // One statement in the simple protocol, as the reference sends it; its one CommandComplete
-    // is all the reference checks for, so the row count is not looked at.
-    await sql.unsafe(UPSERT).simple();
-  } catch (err) {
-    if ((err as { code?: unknown }).code === DISK_FULL) {
-      log.warn("Tenant disk is full");
-      return;
-    }
-    throw new Error(postgresErrorText(err), { cause: err });
-  } finally {
-    await sql.end({ timeout: 1 }).catch(() => {});
-  }
-}
 
 export const writabilityRoutes = (opts: { connstr: URL; state: ComputeState }) =>
   new Elysia({ name: "routes:writability" }).post("/check_writability", async () => {

@@ -13,6 +13,7 @@ import { RemoteExtensions } from "../../../src/extensions/remote.ts";
 import { LfcManager } from "../../../src/lfc/manager.ts";
 import { createMetrics } from "../../../src/metrics/registry.ts";
 import { resolvePgTools } from "../../../src/postgres/tools.ts";
+import { Sidecars } from "../../../src/sidecars/sidecars.ts";
 import { knobs } from "../../../src/testing-knobs.ts";
 import { minimalSpec, TENANT, TIMELINE } from "../api/helpers.ts";
 
@@ -62,6 +63,12 @@ function setup(spec: ReturnType<typeof pspec> | null = null, startMicros?: numbe
       metrics,
     }),
     tls: null,
+    sidecars: new Sidecars({
+      tls: null,
+      autoscaling: false,
+      pgbouncerPassword: null,
+      pgbouncerPort: 6432,
+    }),
   };
   return { state, lifecycle: new Lifecycle(env, spec) };
 }

@@ -2,13 +2,10 @@
 // tricky role and database names of the reference's test_compute_catalog.py.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { createHttpApp } from "../../../src/http/app.ts";
-import {
-  catalogRoutes,
-  databaseParam,
-  pgDumpTarget,
-  postgresErrorText,
-} from "../../../src/http/routes/catalog.ts";
+import { catalogRoutes, databaseParam } from "../../../src/http/routes/catalog.ts";
 import { log } from "../../../src/log.ts";
+import { postgresErrorText } from "../../../src/postgres/errors.ts";
+import { pgDumpTarget } from "../../../src/postgres/schema-dump.ts";
 import { pgQuote } from "../../../src/spec/quote.ts";
 import { PG_BINDIR, startTestPostgres, type TestPostgres } from "../../support/pg.ts";
 import { freePort } from "../../support/ports.ts";

@@ -3,7 +3,7 @@
 import { expect, test } from "bun:test";
 import { createMetrics } from "../../../src/metrics/registry.ts";
 
-test("every family of the reference, with its type and label names, in its order", async () => {
+test("every family of the reference, with its type and label names, in its order, then ours", async () => {
   const m = createMetrics();
   m.up.set({ build_tag: "latest", status: "running" }, 1);
   m.installedExtensions.set(
@@ -41,5 +41,9 @@ test("every family of the reference, with its type and label names, in its order
     { name: "compute_ctl_lfc_offload_errors_total", type: "counter", labels: [] },
     { name: "pg_cctl_pagestream_request_errors_total", type: "counter", labels: [] },
     { name: "pg_cctl_configure_statement_timeout_errors_total", type: "counter", labels: [] },
+    { name: "compute_ctl_vm_monitor_connected", type: "gauge", labels: [] },
+    { name: "compute_ctl_vm_monitor_upscale_requests_total", type: "counter", labels: [] },
+    { name: "compute_ctl_vm_monitor_memory_threshold_bytes", type: "gauge", labels: [] },
+    { name: "compute_ctl_vm_monitor_file_cache_size_bytes", type: "gauge", labels: [] },
   ]);
 });

@@ -3,14 +3,17 @@
 // transport on node:http2.
 //
 // Each call gets a connection of its own, opened before the request and closed after it, so a
-// failed attempt is visible to the caller at once: Connect has no retries of its own, and no
-// channel survives to reconnect in the background. No gRPC message compression is offered
+// failed attempt is visible to the caller at once. Connect has no retries of its own; its stock
+// session manager does reconnect when a connection closes before a request is sent, so it is
+// replaced by one that never does (SingleConnection). No gRPC message compression is offered
 // (no grpc-accept-encoding header): the basebackup chunks are already gzip, and a server that
 // supports gzip responses would compress them a second time.
+
+import http2 from "node:http2";
 import { create } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import { type Lsn, parseLsn } from "../../api/lsn.ts";
 import {
   BaseBackupCompression,
@@ -79,50 +82,102 @@ function metadata(t: PageApiTarget): Record<string, string> {
   return h;
 }
 
+type SessionManager = NonNullable<Parameters<typeof createGrpcTransport>[0]["sessionManager"]>;
+
+/**
+ * The session manager Connect's transport asks for a stream: one HTTP/2 connection, opened once.
+ * A request on a connection that has gone away fails; it is never reopened.
+ */
+class SingleConnection implements SessionManager {
+  private constructor(
+    readonly authority: string,
+    private readonly session: http2.ClientHttp2Session,
+  ) {}
+
+  /** Connects (TCP and the HTTP/2 preface); rejects when the server cannot be reached. */
+  static open(origin: string, signal?: AbortSignal): Promise<SingleConnection> {
+    return new Promise((resolve, reject) => {
+      const session = http2.connect(origin, { settings: { initialWindowSize: STREAM_WINDOW } });
+      // Errors after the connect reach the call through its stream.
+      session.on("error", () => undefined);
+      const fail = (cause: unknown) => {
+        cleanup();
+        session.destroy();
+        reject(
+          new ConnectError(
+            `cannot connect to ${origin}`,
+            Code.Unavailable,
+            undefined,
+            undefined,
+            cause,
+          ),
+        );
+      };
+      const onError = (err: Error) => fail(err);
+      const onClose = () => fail(new Error("connection closed"));
+      const onAbort = () => {
+        cleanup();
+        session.destroy();
+        reject(signal?.reason);
+      };
+      const cleanup = () => {
+        session.off("connect", onConnect);
+        session.off("error", onError);
+        session.off("close", onClose);
+        signal?.removeEventListener("abort", onAbort);
+      };
+      const onConnect = () => {
+        cleanup();
+        resolve(new SingleConnection(origin, session));
+      };
+      if (signal?.aborted) return onAbort();
+      session.once("connect", onConnect);
+      session.once("error", onError);
+      session.once("close", onClose);
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  async request(
+    method: string,
+    path: string,
+    headers: http2.OutgoingHttpHeaders,
+    options: Omit<http2.ClientSessionRequestOptions, "signal">,
+  ): Promise<http2.ClientHttp2Stream> {
+    if (this.session.closed || this.session.destroyed) {
+      throw new ConnectError(
+        `connection to ${this.authority} closed before the call was sent`,
+        Code.Unavailable,
+      );
+    }
+    return this.session.request({ ...headers, ":method": method, ":path": path }, options);
+  }
+
+  notifyResponseByteRead(): void {}
+
+  close(): void {
+    this.session.destroy();
+  }
+}
+
 /** One HTTP/2 connection to one pageserver, and a page_api client on it. */
 class PageApiConnection {
   private constructor(
     readonly origin: string,
-    private readonly session: Http2SessionManager,
+    private readonly connection: SingleConnection,
     readonly client: ReturnType<typeof createClient<typeof PageService>>,
   ) {}
 
-  /** Connects (TCP and the HTTP/2 preface); rejects when the server cannot be reached. */
   static async open(target: PageApiTarget, signal?: AbortSignal): Promise<PageApiConnection> {
     const origin = grpcOrigin(target.url);
-    const session = new Http2SessionManager(
-      origin,
-      // No keepalive pings and no idle timeout: the connection lives for one call.
-      { pingIntervalMs: 2 ** 31 - 1, idleConnectionTimeoutMs: 2 ** 31 - 1 },
-      { settings: { initialWindowSize: STREAM_WINDOW } },
-    );
-    const onAbort = () => session.abort(signal?.reason);
-    signal?.addEventListener("abort", onAbort, { once: true });
-    try {
-      const state = await session.connect();
-      if (signal?.aborted) throw signal.reason;
-      if (state === "error") {
-        throw new ConnectError(
-          `cannot connect to ${origin}`,
-          Code.Unavailable,
-          undefined,
-          undefined,
-          session.error(),
-        );
-      }
-    } catch (err) {
-      session.abort();
-      throw err;
-    } finally {
-      signal?.removeEventListener("abort", onAbort);
-    }
+    const connection = await SingleConnection.open(origin, signal);
     const transport = createGrpcTransport({
       baseUrl: origin,
-      sessionManager: session,
+      sessionManager: connection,
       acceptCompression: [],
       readMaxBytes: READ_MAX_BYTES,
     });
-    return new PageApiConnection(origin, session, createClient(PageService, transport));
+    return new PageApiConnection(origin, connection, createClient(PageService, transport));
   }
 
   /**
@@ -144,7 +199,7 @@ class PageApiConnection {
   }
 
   close(): void {
-    this.session.abort();
+    this.connection.close();
   }
 }
 
@@ -183,10 +238,16 @@ export async function openGrpcBasebackup(opts: {
     headers: metadata(opts.target),
     signal: abort.signal,
   });
+  // Connect sends the request at once and its first read fails as soon as an error status
+  // arrives; the reader may start a little later, so that first read is started (and its
+  // failure held) now rather than reported as an unhandled rejection in between.
+  const it = responses[Symbol.asyncIterator]();
+  const first = it.next();
+  first.catch(() => undefined);
   async function* chunks(): AsyncGenerator<Uint8Array> {
     try {
-      for await (const r of responses) {
-        if (r.chunk.length > 0) yield r.chunk;
+      for (let r = await first; !r.done; r = await it.next()) {
+        if (r.value.chunk.length > 0) yield r.value.chunk;
       }
     } catch (err) {
       throw conn.explain(err, abort.signal);

@@ -4,6 +4,7 @@
 // action = `[p%][cnt*]task[(arg)]`. Evaluated: `off`, `return[(arg)]`, `print[(msg)]`,
 // `panic[(msg)]` (thrown as an Error) and `exit`; `sleep`, `delay`, `pause` and `yield` parse but do
 // nothing, since no failpoint here can block.
+import type { FailpointConfig } from "./api/requests.ts";
 import { log } from "./log.ts";
 
 type Task =
@@ -20,11 +21,6 @@ interface Action {
   freq: number;
   /** Remaining triggers, or null for unlimited. */
   remaining: number | null;
-}
-
-export interface FailpointConfig {
-  name: string;
-  actions: string;
 }
 
 const registry = new Map<string, Action[]>();
@@ -114,7 +110,7 @@ export function failpointsEnabled(): boolean {
  * ignored with a warning (a production compute must not be steerable by its environment).
  * Throws on a malformed value, as the reference panics at start.
  */
-export function initFailpoints(env: Record<string, string | undefined> = process.env): void {
+export function initFailpoints(env: Record<string, string | undefined>): void {
   enabled = env.COMPUTE_CTL_TESTING === "1";
   registry.clear();
   const value = env.FAILPOINTS;

@@ -5,6 +5,7 @@
 // --help and --version answer without loading the HTTP, schema and JWT libraries.
 import { helpHint, parseCli, parseVmMonitorCli } from "./cli.ts";
 import { ConfigError, UsageError } from "./errors.ts";
+import { environment } from "./testing-knobs.ts";
 
 async function main(argv: string[]): Promise<number> {
   // `compute_ctl spec plan …` (the dry run) has its own flags; checked before the normal parse.
@@ -16,7 +17,7 @@ async function main(argv: string[]): Promise<number> {
   if (argv[0] === "vm-monitor") return vmMonitorMain(argv.slice(1));
   let parsed: ReturnType<typeof parseCli>;
   try {
-    parsed = parseCli(argv, process.env);
+    parsed = parseCli(argv, environment.all());
   } catch (err) {
     // Usage errors exit 2 (as clap does); a flag value that is well-formed but unusable, such
     // as a connstr that is not a URL, is a configuration error and exits 1.
@@ -55,7 +56,7 @@ async function vmMonitorMain(argv: string[]): Promise<number> {
   }
   const { configureLogging, parseLevelFilter } = await import("./log.ts");
   // As the reference's vm-monitor binary: JSON lines, the level from RUST_LOG.
-  configureLogging({ level: parseLevelFilter(process.env.RUST_LOG), format: "json" });
+  configureLogging({ level: parseLevelFilter(environment.rustLog()), format: "json" });
   const { runStandalone } = await import("./vm-monitor/standalone.ts");
   try {
     return await runStandalone(parsed.params);

@@ -16,33 +16,29 @@ import { createMetrics, type Metrics } from "./metrics/registry.ts";
 import { raiseCoreLimit } from "./postgres/rlimit.ts";
 import { pgMajorVersion, resolvePgTools } from "./postgres/tools.ts";
 import { Sidecars } from "./sidecars/sidecars.ts";
-import { hostEnv, knobs, sidecarKnobs } from "./testing-knobs.ts";
+import { environment, hostEnv, knobs, sidecarKnobs } from "./testing-knobs.ts";
 import { BUILD_TAG } from "./version.ts";
 
 const SIGNAL_NUMBERS = { SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 } as const;
 
-/**
- * SIGINT, SIGTERM and SIGQUIT all mean: forward termination to the children, give them a
- * bounded time, SIGKILL what remains, exit 1. (The reference exits at once and can orphan
- * Postgres.)
- */
-function installSignalHandlers(children: Children, onSignal: () => void): void {
-  let handling = false;
-  for (const [name, signo] of Object.entries(SIGNAL_NUMBERS)) {
-    process.on(name, () => {
-      log.info(`received ${signo} termination signal`);
-      if (handling) return;
-      handling = true;
-      onSignal();
-      children.shutdown();
-      void children.drain(knobs.childGraceMs).finally(() => {
-        log.info("shutting down");
-        process.exit(1);
+/** Resolves on the first SIGINT, SIGTERM or SIGQUIT; each one received is logged. */
+function terminationSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    for (const [name, signo] of Object.entries(SIGNAL_NUMBERS)) {
+      process.on(name, () => {
+        log.info(`received ${signo} termination signal`);
+        resolve();
       });
-    });
-  }
+    }
+  });
 }
 
+/**
+ * Runs the compute and returns the exit code for main. A termination signal means: forward
+ * termination to the children, give them a bounded time, SIGKILL what remains, exit 1 (the
+ * reference exits at once and can orphan Postgres). The lifecycle owns that shutdown; before it
+ * exists, the child registry is closed directly.
+ */
 export async function run(params: Params): Promise<number> {
   configureLogging({ level: params.logLevel, format: params.logFormat });
   log.info(`compute build_tag: ${BUILD_TAG}`);
@@ -54,11 +50,22 @@ export async function run(params: Params): Promise<number> {
   const metrics = createMetrics();
   const children = new Children();
   let lifecycle: Lifecycle | null = null;
-  installSignalHandlers(children, () => lifecycle?.stopBySignal());
-
-  const code = await runCompute(params, metrics, children, (l) => {
-    lifecycle = l;
+  let signalled = false;
+  const stopped = terminationSignal().then(async () => {
+    signalled = true;
+    if (lifecycle) return lifecycle.shutdownOnSignal();
+    await children.close(knobs.childGraceMs);
+    return 1;
   });
+
+  const ran = await Promise.race([
+    runCompute(params, metrics, children, (l) => {
+      lifecycle = l;
+    }),
+    stopped,
+  ]);
+  // After a signal the run may end first (Postgres exits on its SIGINT); the shutdown decides.
+  const code = signalled ? await stopped : ran;
   log.info("shutting down");
   return code;
 }
@@ -71,7 +78,7 @@ async function runCompute(
 ): Promise<number> {
   try {
     try {
-      initFailpoints(process.env);
+      initFailpoints(environment.failpoints());
     } catch (err) {
       throw new ConfigError("invalid FAILPOINTS", { cause: err });
     }
@@ -90,11 +97,10 @@ async function runCompute(
     }
 
     const state = new ComputeState(metrics, Math.floor(performance.timeOrigin * 1000));
-    let current: Lifecycle | null = null;
     const lfc = new LfcManager({
       connstr: params.connstr,
       metrics,
-      getSpec: () => current?.spec ?? null,
+      getSpec: () => state.spec,
     });
     const remote = new RemoteExtensions({
       baseUrl: params.remoteExtBaseUrl,
@@ -124,7 +130,6 @@ async function runCompute(
       },
       pspec,
     );
-    current = lifecycle;
     onLifecycle(lifecycle);
     await startHttpServers({
       params,
@@ -135,7 +140,7 @@ async function runCompute(
       remote,
       pgDump: tools.pgDump,
       jwks: config.jwks,
-      instanceIdBypass: process.env.INSTANCE_ID !== undefined,
+      instanceIdBypass: environment.instanceIdSet(),
     });
     return await lifecycle.run();
   } catch (err) {

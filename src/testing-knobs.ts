@@ -1,5 +1,8 @@
-// Testing-only timing knobs, read from the environment once. Each shortens a reference delay so
-// the test suite fits CI; unset, every value is the reference's. Documented in README.md.
+// The one place compute_ctl reads its environment. The testing knobs (COMPUTE_CTL_TESTING_*) are
+// read once at start: each shortens a reference delay so the test suite fits CI, and unset, every
+// value is the reference's (documented in README.md). The variables the platform sets are read
+// when asked (`environment` below). A new environment variable is read here and passed on as a
+// value; nothing else under src/ touches process.env.
 
 function ms(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -43,10 +46,39 @@ export const pgKnobs = {
 export const hostRoot: string | undefined = process.env.COMPUTE_CTL_TESTING_HOST_ROOT || undefined;
 
 /**
- * AUTOSCALING: set (to anything, even empty) by the control plane on autoscaling VMs. The
- * vm-monitor then runs once the compute is running.
+ * The variables the platform (or a test) sets, each read when asked, so a change made while the
+ * process runs is seen.
  */
-export const autoscaling: boolean = process.env.AUTOSCALING !== undefined;
+export const environment = {
+  /**
+   * AUTOSCALING: set (to anything, even empty) by the control plane on autoscaling VMs. Postgres
+   * then runs under cgexec in the cgroup the vm-monitor resizes, and the vm-monitor runs once
+   * the compute is running.
+   */
+  autoscaling: (): boolean => process.env.AUTOSCALING !== undefined,
+  /** INSTANCE_ID: set (even empty): the external server accepts every request without a JWT. */
+  instanceIdSet: (): boolean => process.env.INSTANCE_ID !== undefined,
+  /** NEON_CONTROL_PLANE_TOKEN: the bearer token of `-p`'s config request. */
+  controlPlaneToken: (): string | undefined => process.env.NEON_CONTROL_PLANE_TOKEN,
+  /** NEON_COMPUTE_TESTING_BASEBACKUP_RETRIES: the basebackup's retry count, as given. */
+  basebackupRetries: (): string | undefined => process.env.NEON_COMPUTE_TESTING_BASEBACKUP_RETRIES,
+  /** COMPUTE_CTL_TESTING (the testing switch) and FAILPOINTS, for the failpoints at start. */
+  failpoints: (): Record<string, string | undefined> => ({
+    COMPUTE_CTL_TESTING: process.env.COMPUTE_CTL_TESTING,
+    FAILPOINTS: process.env.FAILPOINTS,
+  }),
+  /** RUST_LOG: the log level filter of the standalone vm-monitor. */
+  rustLog: (): string | undefined => process.env.RUST_LOG,
+  /** PATH, where a bare --pgbin is looked up. */
+  path: (): string | undefined => process.env.PATH,
+  /** USER, the OS user name when the system cannot say it. */
+  user: (): string | undefined => process.env.USER,
+  /**
+   * The whole environment: the command line's env fallbacks (as clap's `env`), and what the
+   * children compute_ctl starts inherit.
+   */
+  all: (): Record<string, string | undefined> => process.env,
+};
 
 /** The sidecar knobs: the pgbouncer admin console's port and the periodic sidecar tasks. */
 export const sidecarKnobs = {
@@ -61,10 +93,12 @@ export const sidecarKnobs = {
 /**
  * The environment the image gives compute_ctl for its neighbours: AUTOSCALING (a NeonVM: the
  * pgbouncer admin console over its Unix socket), PGBOUNCER_PASSWORD, and the compliance audit
- * collectors. Read once.
+ * collectors. The last three are read once, at start.
  */
 export const hostEnv = {
-  autoscaling,
+  get autoscaling(): boolean {
+    return environment.autoscaling();
+  },
   pgbouncerPassword: process.env.PGBOUNCER_PASSWORD ?? null,
   auditEndpoint: process.env.AUDIT_LOGGING_ENDPOINT ?? "",
   auditTlsEndpoint: process.env.AUDIT_LOGGING_TLS_ENDPOINT ?? "",

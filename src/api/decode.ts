@@ -5,9 +5,11 @@
 // walk and the schema ever drift apart.
 import { Kind, type Static, type TSchema } from "@sinclair/typebox";
 import { type TypeCheck, TypeCompiler } from "@sinclair/typebox/compiler";
+import { duplicateKey, scanJson } from "./json-scan.ts";
 import { normalizeLsn } from "./lsn.ts";
 import {
   X_CHECK,
+  X_EXACT_RANGE,
   X_EXPECTED,
   X_KEY_EXPECTED,
   X_NORMALIZE,
@@ -80,6 +82,7 @@ function got(value: unknown): string {
     case "string":
       return JSON.stringify(value.length > 64 ? `${value.slice(0, 61)}...` : value);
     case "number":
+    case "bigint":
     case "boolean":
       return String(value);
     case "object":
@@ -162,6 +165,9 @@ function walkObject(schema: Schema, value: unknown, path: readonly Seg[]): unkno
   const decoded = new Map<string, unknown>();
   for (const [key, v] of Object.entries(value)) {
     const prop = props[key];
+    if (prop !== undefined && duplicates?.has(duplicateKey(path, key))) {
+      fail(path, `duplicate field \`${key}\``);
+    }
     if (prop === undefined || !Object.hasOwn(props, key)) {
       if (schema.additionalProperties === false) fail(path, `unknown field ${JSON.stringify(key)}`);
       continue; // unknown fields are ignored, as in the reference
@@ -267,8 +273,47 @@ function walkUnion(schema: Schema, value: unknown, path: readonly Seg[]): unknow
   throw deepest ?? new SchemaError(formatPath(path), `expected ${expected(schema)}`);
 }
 
+/** A value with the big integers parseJson kept exact turned back into numbers. */
+function plainNumbers(value: unknown): unknown {
+  if (typeof value === "bigint") return Number(value);
+  if (Array.isArray(value)) return value.map(plainNumbers);
+  if (isPlainObject(value)) {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) defineKey(out, k, plainNumbers(v));
+    return out;
+  }
+  return value;
+}
+
+function walkInteger(schema: Schema, value: unknown, path: readonly Seg[]): number {
+  if (typeof value === "bigint") {
+    // An integer literal beyond 2^53, kept exact by parseJson: the type's exact range decides,
+    // then the value is a double like any other.
+    const range = schema[X_EXACT_RANGE] as { min: bigint; max: bigint } | undefined;
+    const min = range?.min ?? (schema.minimum === undefined ? undefined : BigInt(schema.minimum));
+    const max = range?.max ?? (schema.maximum === undefined ? undefined : BigInt(schema.maximum));
+    if ((min !== undefined && value < min) || (max !== undefined && value > max)) {
+      mismatch(schema, value, path);
+    }
+    return Number(value);
+  }
+  if (
+    typeof value !== "number" ||
+    !Number.isInteger(value) ||
+    (schema.minimum !== undefined && value < schema.minimum) ||
+    (schema.maximum !== undefined && value > schema.maximum)
+  ) {
+    mismatch(schema, value, path);
+  }
+  return value;
+}
+
 function walk(schema: Schema, value: unknown, path: readonly Seg[]): unknown {
-  switch (schema[Kind]) {
+  const kind = schema[Kind];
+  if (typeof value === "bigint" && kind !== "Integer" && kind !== "Union") {
+    return walk(schema, Number(value), path);
+  }
+  switch (kind) {
     case "Object": {
       const out = walkObject(schema, value, path);
       const problem = schema[X_CHECK]?.(out);
@@ -295,15 +340,7 @@ function walk(schema: Schema, value: unknown, path: readonly Seg[]): unknown {
       if (typeof value !== "number" || !Number.isFinite(value)) mismatch(schema, value, path);
       return value;
     case "Integer":
-      if (
-        typeof value !== "number" ||
-        !Number.isInteger(value) ||
-        (schema.minimum !== undefined && value < schema.minimum) ||
-        (schema.maximum !== undefined && value > schema.maximum)
-      ) {
-        mismatch(schema, value, path);
-      }
-      return value;
+      return walkInteger(schema, value, path);
     case "Boolean":
       if (typeof value !== "boolean") mismatch(schema, value, path);
       return value;
@@ -311,7 +348,7 @@ function walk(schema: Schema, value: unknown, path: readonly Seg[]): unknown {
       if (value !== null) mismatch(schema, value, path);
       return value;
     case "Unknown":
-      return value;
+      return plainNumbers(value);
     default:
       throw new Error(`decode: schema kind ${String(schema[Kind])} is not supported`);
   }
@@ -356,14 +393,38 @@ export function decode<S extends TSchema>(schema: S, value: unknown): Static<S> 
   return out as Static<S>;
 }
 
-/** Parses JSON text then decodes it. Bad syntax throws JsonSyntaxError, bad shape SchemaError. */
+/** Duplicate keys of the document being decoded by parseJson (see json-scan.ts). */
+let duplicates: Set<string> | null = null;
+
+const SAFE = 2 ** 53;
+
+/** Integer literals beyond 2^53 stay exact (as bigint) so that type bounds are checked exactly. */
+function exactIntegers(_key: string, value: unknown, context?: { source?: string }): unknown {
+  if (typeof value !== "number" || (value < SAFE && value > -SAFE)) return value;
+  const source = context?.source;
+  return source !== undefined && /^-?[0-9]+$/.test(source) ? BigInt(source) : value;
+}
+
+/**
+ * Parses JSON text then decodes it, refusing what serde_json refuses: a byte order mark, nesting
+ * of 128 levels, lone surrogate escapes (JsonSyntaxError, like bad syntax) and a repeated struct
+ * field (SchemaError; in a map the last value wins, as in serde). Bad shape throws SchemaError.
+ */
 export function parseJson<S extends TSchema>(schema: S, text: string): Static<S> {
   let value: unknown;
+  let scanned: Set<string>;
   try {
-    value = JSON.parse(text);
+    scanned = scanJson(text).duplicates;
+    // The reviver's third argument (the literal's source text) is newer than the lib types.
+    value = (JSON.parse as (t: string, r: typeof exactIntegers) => unknown)(text, exactIntegers);
   } catch (err) {
     const detail = err instanceof Error ? err.message : String(err);
     throw new JsonSyntaxError(`invalid JSON: ${detail}`, { cause: err });
   }
-  return decode(schema, value);
+  duplicates = scanned.size > 0 ? scanned : null;
+  try {
+    return decode(schema, value);
+  } finally {
+    duplicates = null;
+  }
 }

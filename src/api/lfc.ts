@@ -1,9 +1,7 @@
 // LFC prewarm and offload states on the wire (GET /lfc/prewarm, GET /lfc/offload): internally
 // tagged on `status`, snake_case, fields in the reference's order.
 import { type Static, Type as T } from "@sinclair/typebox";
-
-const U32 = T.Integer({ minimum: 0, maximum: 4294967295 });
-const I32 = T.Integer({ minimum: -2147483648, maximum: 2147483647 });
+import { I32, U32 } from "./spec.ts";
 
 export const LfcPrewarmStateSchema = T.Union(
   [

@@ -2,7 +2,12 @@
 // (the reference's `TryFrom<ComputeSpec> for ParsedSpec` plus `validate`). The order of the
 // checks and the error texts are the reference's, because /configure answers 400 with them.
 import { sidecarValueProblem } from "./sidecar-values.ts";
-import type { ComputeSpec, GenericOptions, PageserverConnectionInfo } from "./spec.ts";
+import {
+  type ComputeSpec,
+  type GenericOptions,
+  type PageserverConnectionInfo,
+  shardIndex,
+} from "./spec.ts";
 
 export interface PageserverConnInfo {
   /** 0 = unsharded (one shard keyed "0000"); 1 = a sharded tenant with one shard. */
@@ -30,10 +35,6 @@ export interface ParsedSpec {
 /** The value of the first setting called `name` (a setting with a null value counts as absent). */
 export function findSetting(settings: GenericOptions, name: string): string | null {
   return settings?.find((o) => o.name === name)?.value ?? null;
-}
-
-function hex2(n: number): string {
-  return n.toString(16).padStart(2, "0");
 }
 
 function fromConnectionInfo(info: PageserverConnectionInfo): PageserverConnInfo {
@@ -77,7 +78,7 @@ export function fromConnstring(connstr: string, stripeSize: number | null): Page
   if (n > 255) throw new Error("out of range integral type conversion attempted");
   const shards: PageserverConnInfo["shards"] = {};
   urls.forEach((url, i) => {
-    shards[`${hex2(i)}${hex2(n)}`] = shard(url);
+    shards[shardIndex(i, n)] = shard(url);
   });
   return { shardCount: n, stripeSize, shards, preferProtocol: "libpq" };
 }

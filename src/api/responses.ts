@@ -1,6 +1,7 @@
 // Response bodies of the HTTP API, in the reference's field order (serde serialises in
 // declaration order, and clients diff the JSON).
 import { type Static, Type as T } from "@sinclair/typebox";
+import { SentU64 } from "./spec.ts";
 import { COMPUTE_STATUSES } from "./status.ts";
 
 export const ComputeStatusSchema = T.Union(
@@ -23,24 +24,22 @@ export const ComputeStatusResponse = T.Object(
 );
 export type ComputeStatusResponse = Static<typeof ComputeStatusResponse>;
 
-const U64 = T.Integer({ minimum: 0 });
-
 /** `/metrics.json`: every field always present, integers, 0 until measured. */
 export const ComputeMetrics = T.Object(
   {
-    wait_for_spec_ms: U64,
-    sync_sk_check_ms: U64,
-    sync_safekeepers_ms: U64,
-    pageserver_connect_micros: U64,
-    basebackup_ms: U64,
-    basebackup_bytes: U64,
-    start_postgres_ms: U64,
-    config_ms: U64,
-    total_startup_ms: U64,
-    load_ext_ms: U64,
-    num_ext_downloaded: U64,
-    largest_ext_size: U64,
-    total_ext_download_size: U64,
+    wait_for_spec_ms: SentU64,
+    sync_sk_check_ms: SentU64,
+    sync_safekeepers_ms: SentU64,
+    pageserver_connect_micros: SentU64,
+    basebackup_ms: SentU64,
+    basebackup_bytes: SentU64,
+    start_postgres_ms: SentU64,
+    config_ms: SentU64,
+    total_startup_ms: SentU64,
+    load_ext_ms: SentU64,
+    num_ext_downloaded: SentU64,
+    largest_ext_size: SentU64,
+    total_ext_download_size: SentU64,
   },
   { $id: "ComputeMetrics" },
 );

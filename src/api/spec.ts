@@ -23,6 +23,13 @@ export const X_REQUIRED_IF = "x-required-if";
  * returns the first problem, with a path relative to the object, or null.
  */
 export const X_CHECK: unique symbol = Symbol("x-check");
+/** The exact range of a 64-bit integer type, for literals beyond 2^53 (doubles cannot hold it). */
+export const X_EXACT_RANGE: unique symbol = Symbol("x-exact-range");
+
+function exact<S extends TSchema>(schema: S, min: bigint, max: bigint): S {
+  (schema as unknown as Record<symbol, unknown>)[X_EXACT_RANGE] = { min, max };
+  return schema;
+}
 export type ObjectCheck = (
   value: Record<string, unknown>,
 ) => { path: (string | number)[]; problem: string } | null;
@@ -38,13 +45,22 @@ export function defaulted<S extends TSchema>(schema: S, value: Static<S>): S {
 }
 
 // Integers are strict (serde): no fractions, no negatives for unsigned types, ranges enforced.
-// Bounds above 2^53 are approximate because JSON numbers are doubles in JS.
+// parseJson checks literals beyond 2^53 against the exact range (2^64 is refused for a u64, 2^64-1
+// accepted); the decoded value is then a double, so it loses precision.
+const U64_MAX = 2n ** 64n - 1n;
 export const U8 = T.Integer({ minimum: 0, maximum: 255 });
 export const U32 = T.Integer({ minimum: 0, maximum: 4294967295 });
-export const U64 = T.Integer({ minimum: 0, maximum: Number(2n ** 64n - 1n) });
-export const I64 = T.Integer({ minimum: -Number(2n ** 63n), maximum: Number(2n ** 63n - 1n) });
+export const U64 = exact(T.Integer({ minimum: 0, maximum: Number(U64_MAX) }), 0n, U64_MAX);
+export const I32 = T.Integer({ minimum: -2147483648, maximum: 2147483647 });
+export const I64 = exact(
+  T.Integer({ minimum: -Number(2n ** 63n), maximum: Number(2n ** 63n - 1n) }),
+  -(2n ** 63n),
+  2n ** 63n - 1n,
+);
 /** NonZeroU64: 0 is a parse error in the reference. */
-export const NonZeroU64 = T.Integer({ minimum: 1, maximum: Number(2n ** 64n - 1n) });
+export const NonZeroU64 = exact(T.Integer({ minimum: 1, maximum: Number(U64_MAX) }), 1n, U64_MAX);
+/** A u64 this side only sends (a response field): the published schema states no upper bound. */
+export const SentU64 = T.Integer({ minimum: 0 });
 
 /** TenantId / TimelineId: 32 hex digits, either case on input, lower case once decoded. */
 export const HexId = T.String({
@@ -198,6 +214,12 @@ export type PageserverShardInfo = Static<typeof PageserverShardInfo>;
 
 /** ShardIndex as a map key: "NNCC", shard number then shard count, 2 hex digits each. */
 export const SHARD_INDEX_PATTERN = "^[0-9A-Fa-f]{4}$";
+
+/** The ShardIndex key "NNCC" of shard `number` of `count` (lower-case hex, as the reference). */
+export function shardIndex(number: number, count: number): string {
+  const hex2 = (n: number) => n.toString(16).padStart(2, "0");
+  return `${hex2(number)}${hex2(count)}`;
+}
 
 export const PageserverConnectionInfo = T.Object(
   {

@@ -59,6 +59,12 @@ export class Children {
     this.forwardTermination();
   }
 
+  /** shutdown(), then drain(graceMs): every child is gone when this resolves. */
+  async close(graceMs: number): Promise<void> {
+    this.shutdown();
+    await this.drain(graceMs);
+  }
+
   /** Waits up to `graceMs` for all children to exit, then SIGKILLs and reaps the rest. */
   async drain(graceMs: number): Promise<void> {
     const all = [...this.#children].map((c) => c.proc.exited);

@@ -2,12 +2,13 @@
 // (-S: a bare ComputeSpec or a ComputeConfig), or the control plane (-p).
 import { ComputeConfig, ControlPlaneConfigResponse, type JwkSet } from "../api/config.ts";
 import { parseJson } from "../api/decode.ts";
-import { ComputeSpec } from "../api/spec.ts";
+import { ComputeSpec, type TlsConfig } from "../api/spec.ts";
 import type { Params } from "../config/params.ts";
 import { ConfigError } from "../errors.ts";
 import { log } from "../log.ts";
 import type { Metrics } from "../metrics/registry.ts";
 import { fetchConfigFromControlPlane } from "../storage/control-plane.ts";
+import { environment } from "../testing-knobs.ts";
 
 type Spec = ComputeConfig["spec"];
 
@@ -15,7 +16,7 @@ export interface AcquiredConfig {
   spec: NonNullable<Spec> | null;
   /** null when the configuration carries no JWKS (a bare spec): every authenticated route 401s. */
   jwks: JwkSet | null;
-  tls: { key_path: string; cert_path: string } | null;
+  tls: TlsConfig | null;
 }
 
 async function readFile(path: string, flag: string): Promise<string> {
@@ -72,7 +73,7 @@ export async function acquireConfig(params: Params, metrics: Metrics): Promise<A
     const response = await fetchConfigFromControlPlane({
       baseUri: params.controlPlaneUri,
       computeId: params.computeId,
-      token: process.env.NEON_CONTROL_PLANE_TOKEN,
+      token: environment.controlPlaneToken(),
       metrics,
       decode: (text) => parseJson(ControlPlaneConfigResponse, text),
     });

@@ -1,5 +1,6 @@
-// What the lifecycle needs from the outside world, assembled once in run.ts: parameters,
-// Postgres tooling, the state, the child registry and the metrics.
+// What the lifecycle needs from the outside world, assembled once in run.ts and never changed:
+// parameters, Postgres tooling, the state, the child registry and the metrics.
+import type { TlsConfig } from "../api/spec.ts";
 import type { Params } from "../config/params.ts";
 import type { RemoteExtensions } from "../extensions/remote.ts";
 import type { LfcManager } from "../lfc/manager.ts";
@@ -9,24 +10,25 @@ import type { Sidecars } from "../sidecars/sidecars.ts";
 import type { Children } from "./children.ts";
 import type { ComputeState } from "./state.ts";
 
+/** Fixed for the life of the process: what changes lives in ComputeState. */
 export interface ComputeEnv {
-  params: Params;
-  tools: PgTools;
-  pgVersion: number;
-  state: ComputeState;
-  children: Children;
-  metrics: Metrics;
+  readonly params: Params;
+  readonly tools: PgTools;
+  readonly pgVersion: number;
+  readonly state: ComputeState;
+  readonly children: Children;
+  readonly metrics: Metrics;
   /** Extensions downloaded on demand from --remote-ext-base-url. */
-  remote: RemoteExtensions;
+  readonly remote: RemoteExtensions;
   /** LFC prewarm and offload (routes, autoprewarm, the periodic offload). */
-  lfc: LfcManager;
+  readonly lfc: LfcManager;
   /**
-   * The installed-extensions collection interval in seconds: --installed-extensions-collection-
-   * interval at first, then derived from the spec's suspend timeout when it is applied.
+   * --installed-extensions-collection-interval in seconds: the collection interval until a spec
+   * is applied (the state then holds the one derived from the spec).
    */
-  extensionStatsIntervalSeconds: number;
+  readonly extensionStatsIntervalSeconds: number;
   /** compute_ctl_config.tls: Postgres's certificate and key, when given. */
-  tls: { key_path: string; cert_path: string } | null;
+  readonly tls: TlsConfig | null;
   /** pgbouncer, local_proxy, rsyslog and the other neighbours in the compute image. */
-  sidecars: Sidecars;
+  readonly sidecars: Sidecars;
 }

@@ -2,7 +2,8 @@
 // the other modules and owns no protocol; the HTTP routes call `configure` and `terminate`.
 import type { Subprocess } from "bun";
 import type { ParsedSpec } from "../api/parsed-spec.ts";
-import { computeModeType, staticModeLsn } from "../api/spec.ts";
+import type { PromoteState } from "../api/promote.ts";
+import { computeModeType, shardIndex, staticModeLsn } from "../api/spec.ts";
 import type { ComputeStatus } from "../api/status.ts";
 import { formatChain, formatOneLine } from "../errors.ts";
 import { log } from "../log.ts";
@@ -10,9 +11,8 @@ import { startActivityMonitor } from "../monitor/activity.ts";
 import { startInstalledExtensionsTask } from "../monitor/installed-extensions.ts";
 import { findCoreDumps, logCoreDumpBacktraces } from "../postgres/process.ts";
 import { startLsnLeaseLoop, tenantShardId } from "../storage/lsn-lease.ts";
-import { shardIndexId } from "../storage/page-api/client.ts";
 import { syncSafekeepers } from "../storage/sync-safekeepers.ts";
-import { autoscaling, knobs } from "../testing-knobs.ts";
+import { environment, knobs } from "../testing-knobs.ts";
 import { nowMicros } from "../util/clock.ts";
 import { parseConnstr, startVmMonitor } from "../vm-monitor/index.ts";
 import type { ComputeEnv } from "./env.ts";
@@ -47,35 +47,39 @@ function hasSqlState(err: unknown, code: string): boolean {
 }
 
 export class Lifecycle {
-  #pspec: ParsedSpec | null;
   #postgres: Subprocess | null = null;
-  /** compute_ctl itself got SIGINT/SIGTERM/SIGQUIT: the signal handler owns the exit. */
+  /** compute_ctl itself got SIGINT/SIGTERM/SIGQUIT: the shutdown is shutdownOnSignal's. */
   #signalled = false;
+  /** The one /promote run of this compute (compute/promote.ts starts it). */
+  promotion?: Promise<PromoteState>;
 
   constructor(
     private readonly env: ComputeEnv,
     initialSpec: ParsedSpec | null,
   ) {
-    this.#pspec = initialSpec;
-    if (initialSpec) this.#recordSpec(initialSpec);
+    if (initialSpec) env.state.spec = initialSpec;
   }
 
+  /** The current spec, which the compute's state holds. */
   get spec(): ParsedSpec | null {
-    return this.#pspec;
+    return this.env.state.spec;
   }
 
   /**
-   * compute_ctl is exiting on a signal: Postgres's exit is then expected, and there is no
-   * shutdown sync (as in the reference, which exits at once on a signal).
+   * compute_ctl got SIGINT, SIGTERM or SIGQUIT: Postgres's exit is then expected, and there is no
+   * shutdown sync (the reference exits at once on a signal). Every child gets its termination
+   * signal and a bounded time, then SIGKILL, so none is orphaned. Resolves with the exit code, 1.
    */
-  stopBySignal(): void {
+  async shutdownOnSignal(): Promise<number> {
     this.#signalled = true;
+    await this.env.children.close(knobs.childGraceMs);
+    return 1;
   }
 
   /** Runs the compute to its end and returns the process exit code. */
   async run(): Promise<number> {
     const { state } = this.env;
-    if (!this.#pspec) {
+    if (!state.spec) {
       log.info("no compute spec provided, waiting for one via /configure");
       const woke = await state.waitFor(["configuration_pending", ...TERMINATION_PENDING]);
       if (TERMINATION_PENDING.includes(woke)) {
@@ -91,7 +95,7 @@ export class Lifecycle {
       );
       state.startTimeMicros = now;
     }
-    const pspec = this.#pspec;
+    const pspec = state.spec;
     if (!pspec) throw new Error("internal error: woke up for configuration without a spec");
 
     const lease = this.#startLease(pspec);
@@ -142,7 +146,7 @@ export class Lifecycle {
     await this.env.children.drain(knobs.childGraceMs);
 
     // The current spec: a promoted replica is a Primary now and syncs safekeepers on shutdown.
-    const cleanupOk = await this.#cleanupAfterPostgres(this.#pspec ?? pspec);
+    const cleanupOk = await this.#cleanupAfterPostgres(state.spec ?? pspec);
     if (TERMINATION_PENDING.includes(state.status)) {
       const pending = state.status;
       state.set("terminated");
@@ -163,8 +167,7 @@ export class Lifecycle {
     const { state } = this.env;
     const from = state.status;
     if (from !== "empty" && from !== "running") return { kind: "invalid-status", status: from };
-    this.#pspec = pspec;
-    this.#recordSpec(pspec);
+    this.env.state.spec = pspec;
     state.set("configuration_pending");
     if (from === "running") void this.#reconfigure(pspec);
     const outcome = await state.waitFor(["running", "failed"]);
@@ -178,8 +181,7 @@ export class Lifecycle {
    * reference; a failure is thrown to the promotion, which reports it, and is not a compute failure.
    */
   async adoptPromotedSpec(pspec: ParsedSpec): Promise<void> {
-    this.#pspec = pspec;
-    this.#recordSpec(pspec);
+    this.env.state.spec = pspec;
     await reconfigureCompute(this.env, pspec);
   }
 
@@ -263,13 +265,14 @@ export class Lifecycle {
       startInstalledExtensionsTask({
         connstr: params.connstr,
         metrics,
-        intervalSeconds: () => this.env.extensionStatsIntervalSeconds,
+        intervalSeconds: () =>
+          this.env.state.extensionStatsIntervalSeconds ?? this.env.extensionStatsIntervalSeconds,
       }),
     ];
     if (pspec.spec.autoprewarm) lfc.prewarm();
     const interval = pspec.spec.offload_lfc_interval_seconds;
     if (interval) tasks.push(lfc.startPeriodicOffload(interval));
-    const vmMonitor = autoscaling ? this.#startVmMonitor(pspec) : null;
+    const vmMonitor = environment.autoscaling() ? this.#startVmMonitor(pspec) : null;
     if (vmMonitor) tasks.push(vmMonitor);
     return tasks;
   }
@@ -312,7 +315,7 @@ export class Lifecycle {
       const shardNumber = Number.parseInt(key.slice(0, 2), 16);
       return {
         tenantShardId: tenantShardId(pspec.tenantId, shardNumber, shardCount),
-        shardId: shardIndexId(shardNumber, shardCount),
+        shardId: shardIndex(shardNumber, shardCount),
         protocol: preferProtocol,
         urls: shard.pageservers
           .map((p) => (preferProtocol === "grpc" ? p.grpcUrl : p.libpqUrl))
@@ -330,10 +333,5 @@ export class Lifecycle {
 
   #linger(pending: ComputeStatus): number {
     return pending === "termination_pending_fast" ? knobs.fastLingerMs : knobs.immediateLingerMs;
-  }
-
-  #recordSpec(pspec: ParsedSpec): void {
-    this.env.state.tenant = pspec.tenantId;
-    this.env.state.timeline = pspec.timelineId;
   }
 }

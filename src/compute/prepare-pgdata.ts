@@ -4,7 +4,7 @@
 import { chmod, copyFile, mkdir, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { ParsedSpec } from "../api/parsed-spec.ts";
-import { computeModeType, staticModeLsn } from "../api/spec.ts";
+import { computeModeType, shardIndex, staticModeLsn, type TlsConfig } from "../api/spec.ts";
 import { log } from "../log.ts";
 import { readOvercommitMemory, tlsEnabled, writePostgresConf } from "../postgres/conf.ts";
 import { lineInFile, PG_HBA_MD5_LINE } from "../postgres/files.ts";
@@ -15,7 +15,6 @@ import {
   grpcBasebackupSource,
   libpqBasebackupSource,
 } from "../storage/basebackup.ts";
-import { shardIndexId } from "../storage/page-api/client.ts";
 import { checkSafekeepersSynced } from "../storage/safekeepers.ts";
 import { syncSafekeepersWithRetries } from "../storage/sync-safekeepers.ts";
 import { elapsedMs } from "../util/clock.ts";
@@ -59,7 +58,7 @@ export async function writeConf(env: ComputeEnv, pspec: ParsedSpec): Promise<voi
  * owner. (The reference also checks that the key matches an ECDSA P-256 certificate and retries
  * forever otherwise; here an unreadable file fails the start and Postgres validates the pair.)
  */
-async function copyTlsFiles(pgdata: string, tls: { key_path: string; cert_path: string }) {
+async function copyTlsFiles(pgdata: string, tls: TlsConfig) {
   for (const [from, to] of [
     [tls.key_path, "server.key"],
     [tls.cert_path, "server.crt"],
@@ -119,7 +118,7 @@ export async function selectLsn(env: ComputeEnv, pspec: ParsedSpec): Promise<str
  */
 export function shardZeroUrl(pspec: ParsedSpec): string {
   const info = pspec.pageserverConnInfo;
-  const key = shardIndexId(0, info.shardCount);
+  const key = shardIndex(0, info.shardCount);
   const ps = info.shards[key]?.pageservers[0];
   const url = info.preferProtocol === "grpc" ? ps?.grpcUrl : ps?.libpqUrl;
   if (!url) throw new Error(`no ${info.preferProtocol} pageserver for shard ${key}`);
@@ -135,7 +134,7 @@ export function basebackupSource(pspec: ParsedSpec, lsn: string): BasebackupSour
         url,
         tenantId: pspec.tenantId,
         timelineId: pspec.timelineId,
-        shardId: shardIndexId(0, pspec.pageserverConnInfo.shardCount),
+        shardId: shardIndex(0, pspec.pageserverConnInfo.shardCount),
         token: pspec.storageAuthToken,
       },
       lsn,

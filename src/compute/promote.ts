@@ -20,10 +20,15 @@ export interface PromoteSql {
   close(): Promise<void>;
 }
 
-/** What the promotion needs from the lifecycle (the current spec, and adopting the new one). */
+/**
+ * What the promotion needs from the lifecycle: the current spec, adopting the new one, and a
+ * place for the one promotion of this compute (kept there, so a rebuilt route group cannot start
+ * a second one).
+ */
 export interface PromoteTarget {
   readonly spec: ParsedSpec | null;
   adoptPromotedSpec(pspec: ParsedSpec): Promise<void>;
+  promotion?: Promise<PromoteState>;
 }
 
 export interface PromoteDeps {
@@ -38,9 +43,6 @@ export interface PromoteDeps {
 
 /** The reference polls the replay LSN 21 times (tries 0..=20), a second apart. */
 export const CATCH_UP_RETRIES = 20;
-
-// Keyed by the lifecycle, so a rebuilt route group cannot start a second promotion.
-const runs = new WeakMap<PromoteTarget, Promise<PromoteState>>();
 
 async function defaultConnect(connstr: URL): Promise<PromoteSql> {
   const sql = await maintenanceClient(connstr);
@@ -228,13 +230,13 @@ export function promote(
   next: ParsedSpec,
   walFlushLsn: bigint,
 ): Promise<PromoteState> {
-  const existing = runs.get(deps.lifecycle);
+  const existing = deps.lifecycle.promotion;
   if (existing) return existing;
   const run = promoteOnce(deps, next, walFlushLsn).catch((err: unknown): PromoteState => {
     const error = formatOneLine(err);
     log.error("promoting replica", { error });
     return { status: "failed", error };
   });
-  runs.set(deps.lifecycle, run);
+  deps.lifecycle.promotion = run;
   return run;
 }

@@ -50,8 +50,9 @@ export async function startCompute(
   const { timings } = state;
   log.info(describe(pspec));
 
-  // pgbouncer is tuned in the background; Postgres never waits for it.
+  // pgbouncer and local_proxy are configured in the background; Postgres never waits for them.
   void env.sidecars.tunePgbouncerInBackground(pspec.spec);
+  void env.sidecars.configureLocalProxyInBackground(pspec.spec);
 
   // Remote extensions' control files and preloaded libraries are fetched while PGDATA is
   // prepared, as the reference runs its pre-start tasks concurrently.
@@ -85,12 +86,18 @@ export async function startCompute(
 async function configureAsPrimary(env: ComputeEnv, pspec: ParsedSpec): Promise<void> {
   const { pgdata } = env.params;
   if (catalogUpdatesSkipped(pspec.spec) === null) {
-    env.extensionStatsIntervalSeconds = collectionIntervalFromSpec(
+    env.state.extensionStatsIntervalSeconds = collectionIntervalFromSpec(
       pspec.spec.suspend_timeout_seconds,
     );
     await withTmpOverride(pgdata, CATALOG_UPDATE_OVERRIDE, async () => {
       await pgCtlReload(env.tools.pgCtl, pgdata);
       await applySpec(env, pspec, "start");
+      // Here local_proxy is configured synchronously: a failure fails the start.
+      try {
+        await env.sidecars.configureLocalProxy(pspec.spec);
+      } catch (err) {
+        throw new Error("apply_config local_proxy", { cause: err });
+      }
     });
     // Subscriptions were disabled for the start (drop_subscriptions_before_start); once the spec
     // is applied they may run again. A no-op line when the flag was false.
@@ -135,10 +142,11 @@ async function writeCheckedConf(env: ComputeEnv, pspec: ParsedSpec): Promise<voi
 /** /configure on a running compute: new postgresql.conf, reload, and the catalog updates. */
 export async function reconfigureCompute(env: ComputeEnv, pspec: ParsedSpec): Promise<void> {
   const { pgdata } = env.params;
-  env.extensionStatsIntervalSeconds = collectionIntervalFromSpec(
+  env.state.extensionStatsIntervalSeconds = collectionIntervalFromSpec(
     pspec.spec.suspend_timeout_seconds,
   );
   void env.sidecars.tunePgbouncerInBackground(pspec.spec);
+  void env.sidecars.configureLocalProxyInBackground(pspec.spec);
   await writeCheckedConf(env, pspec);
   await pgCtlReload(env.tools.pgCtl, pgdata);
   if (catalogUpdatesSkipped(pspec.spec) === null) {

@@ -1,6 +1,7 @@
 // The compute's state: status with awaitable transitions, the fields /status reports, and the
 // startup timings of /metrics.json. One event loop, so a transition is a synchronous assignment
 // followed by a notification; "wait until status is X" is a promise.
+import type { ParsedSpec } from "../api/parsed-spec.ts";
 import { type ComputeMetrics, emptyComputeMetrics } from "../api/responses.ts";
 import { type ComputeStatus, displayStatus } from "../api/status.ts";
 import { log } from "../log.ts";
@@ -58,8 +59,14 @@ export class ComputeState {
   lastActiveMicros: number | null = null;
   /** The start or reconfigure failure, rendered as the reference renders it (multi-line chain). */
   error: string | null = null;
-  tenant: string | null = null;
-  timeline: string | null = null;
+  /**
+   * The installed-extensions collection interval in seconds derived from the spec's suspend
+   * timeout once a spec was applied; null until then (--installed-extensions-collection-interval
+   * applies).
+   */
+  extensionStatsIntervalSeconds: number | null = null;
+  /** The spec the compute runs (or will run) with; the lifecycle sets it, everyone else reads. */
+  spec: ParsedSpec | null = null;
   terminateFlushLsn: string | null = null;
   readonly timings: ComputeMetrics = emptyComputeMetrics();
 
@@ -69,6 +76,16 @@ export class ComputeState {
   ) {
     this.startTimeMicros = startTimeMicros;
     this.#publish();
+  }
+
+  /** The spec's tenant, which /status reports. */
+  get tenant(): string | null {
+    return this.spec?.tenantId ?? null;
+  }
+
+  /** The spec's timeline, which /status reports. */
+  get timeline(): string | null {
+    return this.spec?.timelineId ?? null;
   }
 
   /** Advances `lastActiveMicros` to `micros`; false (no change) when it already is as late. */

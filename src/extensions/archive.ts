@@ -12,7 +12,8 @@ import { randomBytes } from "node:crypto";
 import { lstat, mkdir, rename, unlink, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { readAllBounded } from "../util/streams.ts";
-import { readTar, type TarEntry, TarFormatError } from "./tar.ts";
+import { TarError } from "../util/tar.ts";
+import { readTar, type TarEntry } from "./tar.ts";
 
 /** An archive refused as malformed or unsafe; nothing was written. */
 export class ArchiveError extends Error {
@@ -152,7 +153,7 @@ export async function planArchive(
   try {
     entries = readTar(tar);
   } catch (err) {
-    if (err instanceof TarFormatError) throw new ArchiveError(err.message, { cause: err });
+    if (err instanceof TarError) throw new ArchiveError(err.message, { cause: err });
     throw err;
   }
   return planFromEntries(entries, dirs);

@@ -123,7 +123,8 @@ export async function jsonBody<T>(request: Request, decode: (text: string) => T)
   const bytes = await readLimited(request, BODY_LIMIT);
   let text: string;
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    // ignoreBOM keeps a byte order mark in the text, where parseJson refuses it (as serde does).
+    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
   } catch {
     throw new RejectionError(400, "Failed to parse the request body as JSON: invalid UTF-8");
   }

@@ -12,7 +12,9 @@ import {
   type GenericOption,
   type GenericOptions,
   type PageserverConnectionInfo,
+  shardIndex,
   staticModeLsn,
+  type TlsConfig,
 } from "../api/spec.ts";
 import { TMP_OVERRIDE_FILE } from "./files.ts";
 
@@ -23,7 +25,7 @@ export interface ConfInputs {
   /** Written as `neon.extension_server_port`: Postgres fetches remote extensions from it. */
   internalHttpPort: number;
   /** compute_ctl_config.tls; it only matters together with the `tls_experimental` feature. */
-  tls: { key_path: string; cert_path: string } | null;
+  tls: TlsConfig | null;
   /** Default process.platform; macOS uses 'C' locales, only Linux looks at overcommit. */
   platform?: NodeJS.Platform;
   /** Contents of /proc/sys/vm/overcommit_memory (see readOvercommitMemory); null = unknown. */
@@ -88,10 +90,6 @@ export function tlsEnabled(inputs: Pick<ConfInputs, "pspec" | "tls">): boolean {
   return inputs.tls !== null && inputs.pspec.spec.features.includes("tls_experimental");
 }
 
-function hex2(n: number): string {
-  return n.toString(16).padStart(2, "0");
-}
-
 function storageLines(spec: ComputeSpec, out: string[]): void {
   const info: PageserverConnectionInfo | null = spec.pageserver_connection_info;
   if (info === null) {
@@ -115,7 +113,7 @@ function storageLines(spec: ComputeSpec, out: string[]): void {
   const count = info.shard_count === 0 ? 1 : info.shard_count;
   let urls: string[] | null = [];
   for (let n = 0; n < count; n++) {
-    const key = `${hex2(n)}${hex2(info.shard_count)}`;
+    const key = shardIndex(n, info.shard_count);
     const shard = info.shards[key];
     if (shard === undefined) {
       throw new Error(`shard ${key} missing from pageserver_connection_info shard map`);

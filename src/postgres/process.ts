@@ -5,7 +5,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { log } from "../log.ts";
-import { pgKnobs } from "../testing-knobs.ts";
+import { environment, pgKnobs } from "../testing-knobs.ts";
 import { forwardPostgresLogs } from "./log-forwarder.ts";
 
 /** Run a child as another user. Only tests need it: compute_ctl runs as the Postgres user. */
@@ -19,9 +19,7 @@ export interface RunAs {
  * Postgres runs in the cgroup the vm-monitor resizes. cgexec execs, so the pid stays Postgres's.
  */
 export function maybeCgexec(cmd: string[]): string[] {
-  return process.env.AUTOSCALING !== undefined
-    ? ["cgexec", "-g", "memory:neon-postgres", ...cmd]
-    : cmd;
+  return environment.autoscaling() ? ["cgexec", "-g", "memory:neon-postgres", ...cmd] : cmd;
 }
 
 /** Our environment plus NEON_AUTH_TOKEN when there is a token, plus `extra`. */
@@ -29,7 +27,7 @@ export function childEnv(
   token: string | null,
   extra: Record<string, string> = {},
 ): Record<string, string | undefined> {
-  const env: Record<string, string | undefined> = { ...process.env, ...extra };
+  const env: Record<string, string | undefined> = { ...environment.all(), ...extra };
   if (token !== null) env.NEON_AUTH_TOKEN = token;
   return env;
 }

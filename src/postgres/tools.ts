@@ -3,6 +3,7 @@
 import { realpathSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { ConfigError } from "../errors.ts";
+import { environment } from "../testing-knobs.ts";
 
 export interface PgTools {
   postgres: string;
@@ -38,7 +39,7 @@ export function resolvePgTools(pgbin: string, opts: { PATH?: string } = {}): PgT
   }
   let postgres: string;
   if (!pgbin.includes("/")) {
-    const found = Bun.which(pgbin, { PATH: opts.PATH ?? process.env.PATH ?? "" });
+    const found = Bun.which(pgbin, { PATH: opts.PATH ?? environment.path() ?? "" });
     if (!found) {
       throw new ConfigError(
         "bad pgbin 'postgres': not found on PATH; pass --pgbin (or POSTGRES_PATH) with a full path",

@@ -4,6 +4,7 @@
 import type { ComputeSpec, TlsConfig } from "../api/spec.ts";
 import { formatOneLine } from "../errors.ts";
 import { log } from "../log.ts";
+import { configureLocalProxy, type LocalProxyPaths, localProxyPaths } from "./local-proxy.ts";
 import { type PgbouncerTarget, pgbouncerTarget, tunePgbouncer } from "./pgbouncer.ts";
 
 export interface SidecarsOptions {
@@ -16,8 +17,10 @@ export interface SidecarsOptions {
 
 export class Sidecars {
   readonly pgbouncer: PgbouncerTarget;
+  readonly localProxy: LocalProxyPaths = localProxyPaths();
   readonly #abort = new AbortController();
   #pgbouncerQueue: Promise<void> = Promise.resolve();
+  #localProxyQueue: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly opts: SidecarsOptions) {
     this.pgbouncer = pgbouncerTarget({
@@ -52,6 +55,30 @@ export class Sidecars {
     );
     this.#pgbouncerQueue = task;
     return task;
+  }
+
+  /**
+   * Writes local_proxy's config and signals it, when the spec has local_proxy_config; resolves
+   * when done and throws on failure. Calls run one after another.
+   */
+  configureLocalProxy(spec: ComputeSpec): Promise<void> {
+    const lp = spec.local_proxy_config;
+    if (!lp) return Promise.resolve();
+    log.info("configuring local_proxy");
+    const tls = this.tlsFor(spec);
+    const task = this.#localProxyQueue.then(
+      () => configureLocalProxy(lp, tls, this.localProxy),
+      () => configureLocalProxy(lp, tls, this.localProxy),
+    );
+    this.#localProxyQueue = task.catch(() => {});
+    return task.then(() => {});
+  }
+
+  /** configureLocalProxy in the background: never blocks, a failure is only logged. */
+  configureLocalProxyInBackground(spec: ComputeSpec): Promise<void> {
+    return this.configureLocalProxy(spec).catch((err) => {
+      log.error(`error while configuring local_proxy: ${formatOneLine(err)}`);
+    });
   }
 
   /** Ends every background task (compute_ctl is exiting). */

@@ -6,6 +6,7 @@
 // reference honours it only in its `testing` builds; here it is always read).
 import { formatOneLine, withContext } from "../errors.ts";
 import { log } from "../log.ts";
+import { environment } from "../testing-knobs.ts";
 import { openGrpcBasebackup, type PageApiTarget } from "./page-api/client.ts";
 import { type ConnectOptions, PqConnection, parseConnstring } from "./pq.ts";
 import { extractTarGz } from "./untar.ts";
@@ -25,7 +26,9 @@ const DEFAULT_RETRIES = 10;
 const RETRIES_ENV = "NEON_COMPUTE_TESTING_BASEBACKUP_RETRIES";
 
 /** The retry count: 10, or NEON_COMPUTE_TESTING_BASEBACKUP_RETRIES when set (a u16). */
-export function defaultBasebackupRetries(env: Record<string, string | undefined> = process.env) {
+export function defaultBasebackupRetries(
+  env: Record<string, string | undefined> = { [RETRIES_ENV]: environment.basebackupRetries() },
+) {
   const raw = env[RETRIES_ENV];
   if (raw === undefined) return DEFAULT_RETRIES;
   // The reference unwraps a u16 parse; a bad value is a configuration error, not a default.

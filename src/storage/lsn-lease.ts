@@ -8,6 +8,7 @@
 //   or FAILED_PRECONDITION when not granted.
 // Not granted means the LSN is already behind the GC cutoff: that is permanent, so the loop logs
 // a warning and ends while the compute keeps running.
+import { shardIndex } from "../api/spec.ts";
 import { formatOneLine } from "../errors.ts";
 import { type Logger, log as rootLog } from "../log.ts";
 import { leaseLsnGrpc } from "./page-api/client.ts";
@@ -64,8 +65,7 @@ const RETRY_MAX_MS = 60_000;
 /** TenantShardId's Display: `<tenant>` when unsharded (count 0), else `<tenant>-NNCC` in hex. */
 export function tenantShardId(tenantId: string, shardNumber: number, shardCount: number): string {
   if (shardCount === 0) return tenantId;
-  const hex = (n: number) => n.toString(16).padStart(2, "0");
-  return `${tenantId}-${hex(shardNumber)}${hex(shardCount)}`;
+  return `${tenantId}-${shardIndex(shardNumber, shardCount)}`;
 }
 
 /** lsn_lease.rs: sleep 60 s less than the validity, but at least half of it. */

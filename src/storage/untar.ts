@@ -17,11 +17,19 @@ import {
 } from "node:fs";
 import { chmod, lstat, mkdir } from "node:fs/promises";
 import { join } from "node:path";
+import {
+  applyMeta,
+  BLOCK,
+  isMetaType,
+  isZeroBlock,
+  MAX_META_BYTES,
+  type PendingMeta,
+  paddingOf,
+  parseHeader,
+  TarError,
+} from "../util/tar.ts";
 
-/** A malformed, unsupported or unsafe archive. */
-export class TarError extends Error {
-  override name = "TarError";
-}
+export { TarError };
 
 export interface ExtractResult {
   /** Gzip bytes read from the source (the reference's `basebackup_bytes`). */
@@ -34,9 +42,6 @@ export interface ExtractResult {
   tarBytes: number;
 }
 
-const BLOCK = 512;
-// GNU long names and pax headers are small; a huge one is a corrupt or hostile stream.
-const MAX_META_BYTES = 1 << 20;
 // Decompressed bytes buffered ahead of the disk writes, so gunzip overlaps with I/O.
 const READ_AHEAD_BYTES = 1 << 20;
 // Compressed bytes handed to the inflater at once: a highly compressible chunk expands ~1000×,
@@ -60,109 +65,6 @@ const TYPE_NAMES: Record<string, string> = {
   S: "GNU sparse file",
   V: "GNU volume label",
 };
-
-const utf8 = new TextDecoder("utf-8", { fatal: true });
-
-function cstring(h: Uint8Array, off: number, len: number): string {
-  let end = off;
-  while (end < off + len && h[end] !== 0) end++;
-  return utf8.decode(h.subarray(off, end));
-}
-
-/** A numeric header field: octal ASCII (space/NUL padded) or GNU base-256 (high bit set). */
-function numeric(h: Uint8Array, off: number, len: number, what: string): number {
-  const first = h[off] ?? 0;
-  if (first & 0x80) {
-    if (first & 0x40) throw new TarError(`negative ${what} in tar header`);
-    let v = first & 0x3f;
-    for (let i = off + 1; i < off + len; i++) v = v * 256 + (h[i] ?? 0);
-    if (!Number.isSafeInteger(v)) throw new TarError(`${what} too large in tar header`);
-    return v;
-  }
-  let v = 0;
-  let i = off;
-  const end = off + len;
-  while (i < end && (h[i] === 0x20 || h[i] === 0)) i++; // leading padding
-  for (; i < end; i++) {
-    const c = h[i] ?? 0;
-    if (c === 0x20 || c === 0) break;
-    if (c < 0x30 || c > 0x37) throw new TarError(`invalid octal ${what} in tar header`);
-    v = v * 8 + (c - 0x30);
-  }
-  return v;
-}
-
-interface Header {
-  name: string;
-  mode: number;
-  size: number;
-  type: string;
-}
-
-function isZeroBlock(h: Uint8Array): boolean {
-  for (let i = 0; i < BLOCK; i++) if (h[i] !== 0) return false;
-  return true;
-}
-
-function parseHeader(h: Uint8Array, offset: number): Header {
-  let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : (h[i] ?? 0);
-  const stored = numeric(h, 148, 8, "checksum");
-  if (stored !== sum) {
-    throw new TarError(
-      `tar header checksum mismatch at byte ${offset} (stored ${stored}, computed ${sum})`,
-    );
-  }
-  let name = cstring(h, 0, 100);
-  // The POSIX prefix field; in GNU headers (magic "ustar  ") these bytes hold other things.
-  const posix = h[257] === 0x75 && h[262] === 0 && h[263] === 0x30 && h[264] === 0x30;
-  if (posix) {
-    const prefix = cstring(h, 345, 155);
-    if (prefix) name = `${prefix}/${name}`;
-  }
-  return {
-    name,
-    mode: numeric(h, 100, 8, "mode"),
-    size: numeric(h, 124, 12, "size"),
-    type: String.fromCharCode(h[156] ?? 0),
-  };
-}
-
-/** pax extended header records: "<len> <key>=<value>\n". */
-function parsePax(data: Uint8Array, into: PendingMeta): void {
-  let off = 0;
-  while (off < data.length) {
-    let sp = off;
-    while (sp < data.length && data[sp] !== 0x20) sp++;
-    const len = Number(utf8.decode(data.subarray(off, sp)));
-    if (!Number.isInteger(len) || len <= sp - off || off + len > data.length) {
-      // A NUL-padded tail is tolerated; anything else is corruption.
-      if (data.subarray(off).every((b) => b === 0)) return;
-      throw new TarError("malformed pax extended header");
-    }
-    const record = utf8.decode(data.subarray(sp + 1, off + len - 1));
-    const eq = record.indexOf("=");
-    if (eq < 0) throw new TarError("malformed pax extended header record");
-    const key = record.slice(0, eq);
-    const value = record.slice(eq + 1);
-    if (key === "path") into.path = value;
-    else if (key === "linkpath") into.linkpath = value;
-    else if (key === "size") {
-      const n = Number(value);
-      if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) {
-        throw new TarError(`invalid pax size ${JSON.stringify(value)}`);
-      }
-      into.size = n;
-    }
-    off += len;
-  }
-}
-
-interface PendingMeta {
-  path?: string;
-  linkpath?: string;
-  size?: number;
-}
 
 type Entry =
   | { kind: "file"; name: string; fd: number; mode: number; pos: number }
@@ -272,8 +174,8 @@ class Extractor {
     const meta = this.pending;
     const size = meta.size ?? h.size;
     const name = meta.path ?? h.name;
-    const padding = (BLOCK - (size % BLOCK)) % BLOCK;
-    const isMeta = h.type === "L" || h.type === "K" || h.type === "x" || h.type === "g";
+    const padding = paddingOf(size);
+    const isMeta = isMetaType(h.type);
     if (!isMeta) this.pending = {};
 
     if (isMeta) {
@@ -286,7 +188,7 @@ class Extractor {
         this.entry = { kind: "meta", type: h.type, buf: new Uint8Array(h.size), fill: 0 };
       }
       this.remaining = h.size;
-      this.entryPad = (BLOCK - (h.size % BLOCK)) % BLOCK;
+      this.entryPad = paddingOf(h.size);
     } else if (h.type === "5" || ((h.type === "0" || h.type === "\0") && name.endsWith("/"))) {
       await this.makeDir(name, h.mode);
       this.entry = size > 0 ? { kind: "skip" } : null;
@@ -336,14 +238,7 @@ class Extractor {
       }
       this.files++;
     } else if (e?.kind === "meta") {
-      if (e.type === "x") parsePax(e.buf, this.pending);
-      else {
-        let end = e.buf.length;
-        while (end > 0 && e.buf[end - 1] === 0) end--;
-        const text = utf8.decode(e.buf.subarray(0, end));
-        if (e.type === "L") this.pending.path = text;
-        else this.pending.linkpath = text;
-      }
+      applyMeta(e.type, e.buf, this.pending);
     }
   }
 

@@ -36,13 +36,13 @@ async function readText(path: string): Promise<string | null> {
  * memory.max as integers, in which case memory.max (how the reference's system-info library
  * reads memory inside a limited container).
  */
-export async function totalSystemMemory(): Promise<number> {
-  const current = (await readText(hostPath("/sys/fs/cgroup/memory.current")))?.trim();
-  const max = (await readText(hostPath("/sys/fs/cgroup/memory.max")))?.trim();
+export async function totalSystemMemory(root: string | undefined = hostRoot): Promise<number> {
+  const current = (await readText(hostPath("/sys/fs/cgroup/memory.current", root)))?.trim();
+  const max = (await readText(hostPath("/sys/fs/cgroup/memory.max", root)))?.trim();
   if (current && max && /^\d+$/.test(current) && /^\d+$/.test(max)) return Number(max);
-  const meminfo = await readText(hostPath("/proc/meminfo"));
-  const m = meminfo?.match(/^MemTotal:\s+(\d+)\s*kB/m);
-  if (!m) throw new Error(`cannot read MemTotal from ${hostPath("/proc/meminfo")}`);
+  const meminfoPath = hostPath("/proc/meminfo", root);
+  const m = (await readText(meminfoPath))?.match(/^MemTotal:\s+(\d+)\s*kB/m);
+  if (!m) throw new Error(`cannot read MemTotal from ${meminfoPath}`);
   return Number(m[1]) * 1024;
 }
 
@@ -93,8 +93,9 @@ export class MemoryWatcher {
     cgroup: string,
     private readonly onUpdate: (h: MemoryHistory) => void,
     private readonly warn: (message: string) => void = () => {},
+    root: string | undefined = hostRoot,
   ) {
-    this.path = hostPath(`/sys/fs/cgroup/${cgroup}/memory.stat`);
+    this.path = hostPath(`/sys/fs/cgroup/${cgroup}/memory.stat`, root);
   }
 
   /** Starts polling; resolves once the first sample is in. */
@@ -119,11 +120,16 @@ export class MemoryWatcher {
     this.#samples.push(text === null ? 0 : nonReclaimable(text));
     if (this.#samples.length > HISTORY_LEN) this.#samples.shift();
     const sum = this.#samples.reduce((a, b) => a + b, 0);
-    this.onUpdate({
-      avgNonReclaimable: Math.floor(sum / this.#samples.length),
-      samplesCount: this.#samples.length,
-      at: performance.now(),
-    });
+    try {
+      this.onUpdate({
+        avgNonReclaimable: Math.floor(sum / this.#samples.length),
+        samplesCount: this.#samples.length,
+        at: performance.now(),
+      });
+    } catch (err) {
+      // The tick runs from a timer: nothing above it would catch this.
+      this.warn(`memory update failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
     // The next tick on the 100 ms grid after now; a late tick skips the ones it missed.
     const now = performance.now();
     this.#ticks = Math.max(

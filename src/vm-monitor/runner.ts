@@ -382,7 +382,12 @@ export class Runner {
       { id: this.#counter },
     );
     this.config.metrics.upscaleRequested();
-    this.#send({ type: "UpscaleRequest", id: this.#counter });
+    try {
+      this.#send({ type: "UpscaleRequest", id: this.#counter });
+    } catch (err) {
+      this.config.log.error(`monitor terminated unexpectedly: ${formatOneLine(err)}`);
+      this.close(CLOSE.internal, "send failed");
+    }
   }
 
   #send(m: OutboundMessage): void {

@@ -3,88 +3,23 @@
 // COMPUTE_CTL_TESTING_HOST_ROOT, a `cgexec` shim first on PATH, and real Postgres 15 whose
 // postgresql.conf carries the neon file-cache GUCs as placeholders (max 1GB).
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { chmodSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { createServer, type Server } from "node:net";
 import { join } from "node:path";
-import { FakeAgent, type FakeCgroupHost, makeFakeCgroupHost } from "../fakes/autoscaler-agent.ts";
+import { FakeAgent, makeFakeCgroupHost } from "../fakes/autoscaler-agent.ts";
 import { startCompute } from "../support/compute.ts";
 import { ed25519Key, jwks } from "../support/jwt.ts";
 import { freePort } from "../support/ports.ts";
 import { cleanup, makeUserDir, waitFor, waitForLine } from "../support/proc.ts";
 import { startLocalStack } from "../support/stack.ts";
 import { FAST, psql, type Started, terminate, waitStatus } from "../support/started.ts";
-import { startStandaloneMonitor } from "../support/vm-monitor.ts";
+import { startAutoscaling, startStandaloneMonitor } from "../support/vm-monitor.ts";
 
 setDefaultTimeout(90_000);
 afterAll(cleanup);
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
-
-interface AutoscalingCompute extends Started {
-  host: FakeCgroupHost;
-  url: string;
-  vmMonitorPort: number;
-}
-
-/** A `cgexec -g memory:neon-postgres CMD...` that checks its arguments and runs CMD. */
-async function cgexecShimDir(): Promise<string> {
-  const dir = await makeUserDir("cgexec-");
-  const path = join(dir, "cgexec");
-  writeFileSync(
-    path,
-    '#!/bin/sh\n[ "$1" = "-g" ] && [ "$2" = "memory:neon-postgres" ] || { echo "cgexec shim: unexpected $*" >&2; exit 64; }\nshift 2\nexec "$@"\n',
-  );
-  chmodSync(path, 0o755);
-  return dir;
-}
-
-async function startAutoscaling(opts: {
-  spec?: Record<string, unknown>;
-  autoscaling?: string;
-  vmMonitorPort?: number;
-}): Promise<AutoscalingCompute> {
-  const stack = await startLocalStack({ spec: opts.spec });
-  // Placeholders for the neon extension's file-cache GUCs (the extension is not loaded here).
-  const settings = (stack.spec.cluster as { settings: unknown[] }).settings;
-  settings.push(
-    { name: "neon.max_file_cache_size", value: "1GB", vartype: "string" },
-    { name: "neon.file_cache_size_limit", value: "0", vartype: "string" },
-  );
-  const host = makeFakeCgroupHost(await makeUserDir("vmm-host-"), { memTotalBytes: GiB });
-  const shims = await cgexecShimDir();
-  const vmMonitorPort = opts.vmMonitorPort ?? (await freePort());
-  const key = await ed25519Key();
-  const compute = await startCompute({
-    config: { spec: stack.spec, compute_ctl_config: { jwks: jwks(key) } },
-    connstr: stack.connstr,
-    pgbin: stack.pgbin.pgbin,
-    pgdata: stack.pgdata,
-    env: {
-      ...FAST,
-      AUTOSCALING: opts.autoscaling ?? "1",
-      COMPUTE_CTL_TESTING_HOST_ROOT: host.root,
-      PATH: `${shims}:${process.env.PATH}`,
-    },
-    args: [
-      "--vm-monitor-addr",
-      `127.0.0.1:${vmMonitorPort}`,
-      "--filecache-connstr",
-      `host=127.0.0.1 port=${stack.pgPort} dbname=postgres user=cloud_admin sslmode=disable application_name=vm-monitor`,
-    ],
-  });
-  const token = await key.sign({ compute_id: compute.computeId });
-  return {
-    stack,
-    compute,
-    key,
-    token,
-    host,
-    vmMonitorPort,
-    url: `ws://127.0.0.1:${vmMonitorPort}/monitor`,
-  };
-}
 
 async function autoConfLimit(s: Started): Promise<string | null> {
   const text = await readFile(join(s.stack.pgdata, "postgresql.auto.conf"), "utf8");

@@ -41,12 +41,6 @@ const STREAM_WINDOW = 2 << 20;
 // A chunk is bounded by the 4 MiB gRPC message limit; anything much larger is not a chunk.
 const READ_MAX_BYTES = 8 << 20;
 
-/** ShardIndex's display form, as the `neon-shard-id` header carries it. */
-export function shardIndexId(shardNumber: number, shardCount: number): string {
-  const hex = (n: number) => n.toString(16).padStart(2, "0");
-  return `${hex(shardNumber)}${hex(shardCount)}`;
-}
-
 /**
  * `grpc://[user@]host:port` (or `http://`) -> the h2c origin `http://host:port`. The user part
  * (`no_user`) carries nothing in gRPC and is dropped. TLS is not offered by the pageserver's

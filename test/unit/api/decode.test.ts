@@ -8,7 +8,7 @@ import {
   SchemaError,
 } from "../../../src/api/decode.ts";
 import { ComputeSpec } from "../../../src/api/spec.ts";
-import { minimalSpec } from "./helpers.ts";
+import { minimalSpec, schemaError } from "./helpers.ts";
 
 describe("parseJson", () => {
   test("bad syntax is a JsonSyntaxError, not a SchemaError", () => {
@@ -108,6 +108,51 @@ describe("decode", () => {
     expect(decode(S, { n: 3, tags: ["a"], extra: true })).toEqual({ n: 3, tags: ["a"] });
     expect(() => decode(S, { n: 11, tags: [] })).toThrow(
       "n: expected an integer between 0 and 10, got 11",
+    );
+  });
+});
+
+describe("parseJson: what serde_json refuses", () => {
+  const Doc = T.Object({ a: T.Integer(), m: T.Record(T.String(), T.Integer()) });
+  const syntax = (text: string) => {
+    try {
+      parseJson(Doc, text);
+    } catch (err) {
+      if (err instanceof JsonSyntaxError) return err.message;
+      throw err;
+    }
+    throw new Error("accepted");
+  };
+
+  test("a UTF-8 byte order mark is a syntax error", () => {
+    expect(syntax('\ufeff{"a":1,"m":{}}')).toBe("invalid JSON: expected value at line 1 column 1");
+  });
+
+  test("128 nested levels are a syntax error, 127 are not", () => {
+    const nest = (n: number) => `{"a":1,"m":{},"x":${"[".repeat(n - 1)}${"]".repeat(n - 1)}}`;
+    expect(parseJson(Doc, nest(127)).a).toBe(1);
+    expect(syntax(nest(128))).toBe("invalid JSON: recursion limit exceeded at line 1 column 146");
+    // Far deeper than JSON.parse's own stack would allow is refused just the same.
+    expect(syntax("[".repeat(1_000_000))).toContain("recursion limit exceeded");
+  });
+
+  test("lone surrogate escapes are syntax errors; pairs are fine", () => {
+    expect(syntax('{"a":1,"m":{"\\ud800":1}}')).toContain("lone leading surrogate in hex escape");
+    expect(syntax('{"a":1,"m":{},"s":"x\\udc00"}')).toContain("lone leading surrogate");
+    expect(syntax('{"a":1,"m":{},"s":"\\ud800\\u0041"}')).toContain("lone leading surrogate");
+    expect(parseJson(Doc, '{"a":1,"m":{"\\ud83d\\ude00":2}}').m).toEqual({ "😀": 2 });
+  });
+
+  test("a repeated struct field is refused; in a map the last value wins (as serde)", () => {
+    expect(schemaError(() => parseJson(Doc, '{"a":1,"a":2,"m":{}}')).message).toBe(
+      "$: duplicate field `a`",
+    );
+    expect(parseJson(Doc, '{"a":1,"m":{"k":1,"k":2}}').m).toEqual({ k: 2 });
+    // An unknown field is ignored, repeated or not.
+    expect(parseJson(Doc, '{"a":1,"m":{},"z":1,"z":2}').a).toBe(1);
+    // An escaped spelling of the same key is the same key.
+    expect(schemaError(() => parseJson(Doc, '{"a":1,"\\u0061":2,"m":{}}')).message).toBe(
+      "$: duplicate field `a`",
     );
   });
 });

@@ -69,8 +69,9 @@ describe("ComputeSpec presence rules", () => {
   });
 
   test("format_version accepts 1 and 1.0 but not a string", () => {
+    const { format_version: _, ...rest } = minimalSpec();
     expect(
-      parseJson(ComputeSpec, JSON.stringify(minimalSpec()).replace(/^\{/, '{"format_version":1,'))
+      parseJson(ComputeSpec, JSON.stringify(rest).replace(/^\{/, '{"format_version":1,'))
         .format_version,
     ).toBe(1);
     const text = JSON.stringify({ ...minimalSpec(), format_version: 0 }).replace(
@@ -494,5 +495,69 @@ describe("ComputeSpec: what postgresql.conf cannot hold is refused with its path
     );
     // Newlines and quotes are fine: they are escaped when the file is rendered.
     expect(spec({ ...minimalSpec(), endpoint_id: "e\n'" }).endpoint_id).toBe("e\n'");
+  });
+});
+
+describe("ComputeSpec integers beyond 2^53: the exact Rust range decides", () => {
+  // Literals are spliced into the text: a JS number cannot hold them.
+  const text = (field: string, literal: string) => {
+    const doc = minimalSpec();
+    delete doc[field];
+    return JSON.stringify(doc).replace(/^\{/, `{"${field}":${literal},`);
+  };
+  const parsed = (field: string, literal: string) => parseJson(ComputeSpec, text(field, literal));
+  const refused = (field: string, literal: string) =>
+    schemaError(() => parsed(field, literal)).message;
+
+  test("u64 (usize) fields: 2^64 refused, 2^64-1 accepted", () => {
+    for (const field of ["reconfigure_concurrency", "swap_size_bytes", "disk_quota_bytes"]) {
+      expect(refused(field, "18446744073709551616")).toBe(
+        `${field}: expected a non-negative integer, got 18446744073709551616`,
+      );
+      expect(refused(field, "-1")).toContain(`${field}: expected a non-negative integer`);
+      expect((parsed(field, "18446744073709551615") as Json)[field]).toBe(2 ** 64);
+      expect((parsed(field, "9007199254740993") as Json)[field]).toBe(2 ** 53);
+    }
+  });
+
+  test("NonZeroU64 offload_lfc_interval_seconds", () => {
+    expect(refused("offload_lfc_interval_seconds", "18446744073709551616")).toBe(
+      "offload_lfc_interval_seconds: expected a positive integer, got 18446744073709551616",
+    );
+    expect(
+      parsed("offload_lfc_interval_seconds", "18446744073709551615").offload_lfc_interval_seconds,
+    ).toBe(2 ** 64);
+  });
+
+  test("i64 suspend_timeout_seconds: 2^63 and -2^63-1 refused, the extremes accepted", () => {
+    expect(refused("suspend_timeout_seconds", "9223372036854775808")).toBe(
+      "suspend_timeout_seconds: expected an integer, got 9223372036854775808",
+    );
+    expect(refused("suspend_timeout_seconds", "-9223372036854775809")).toBe(
+      "suspend_timeout_seconds: expected an integer, got -9223372036854775809",
+    );
+    expect(parsed("suspend_timeout_seconds", "9223372036854775807").suspend_timeout_seconds).toBe(
+      2 ** 63,
+    );
+    expect(parsed("suspend_timeout_seconds", "-9223372036854775808").suspend_timeout_seconds).toBe(
+      -(2 ** 63),
+    );
+  });
+
+  test("u32 and u8 fields and the u64 pageserver id", () => {
+    expect(refused("safekeepers_generation", "4294967296")).toContain("safekeepers_generation:");
+    expect(refused("shard_stripe_size", "18446744073709551616")).toContain("shard_stripe_size:");
+    const info = (id: string) =>
+      `{"shard_count":0,"shards":{"0000":{"pageservers":[{"id":${id},"libpq_url":"postgres://x"}]}}}`;
+    expect(refused("pageserver_connection_info", info("18446744073709551616"))).toBe(
+      'pageserver_connection_info.shards["0000"].pageservers[0].id: expected a non-negative integer, got 18446744073709551616',
+    );
+    expect(
+      parsed("pageserver_connection_info", info("18446744073709551615")).pageserver_connection_info
+        ?.shards["0000"]?.pageservers[0]?.id,
+    ).toBe(2 ** 64);
+    expect(refused("pageserver_connection_info", info("1e30"))).toContain(
+      "expected a non-negative integer",
+    );
   });
 });

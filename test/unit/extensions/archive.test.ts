@@ -6,7 +6,8 @@ import {
   planArchive,
   planFromEntries,
 } from "../../../src/extensions/archive.ts";
-import { readTar, TarFormatError } from "../../../src/extensions/tar.ts";
+import { readTar } from "../../../src/extensions/tar.ts";
+import { TarError } from "../../../src/util/tar.ts";
 import { type TarSpecEntry, tarArchive, tarZst } from "../../fakes/extension-server.ts";
 
 const dirs: InstallDirs = { shareExtension: "/pg/share/extension", pkglibdir: "/pg/lib" };
@@ -38,7 +39,7 @@ describe("readTar", () => {
     const tar = tarArchive([{ type: "file", path: "lib/a.so", data: "x".repeat(600) }]);
     const bad = tar.slice();
     bad[10] = 0x41;
-    expect(() => readTar(bad)).toThrow(TarFormatError);
+    expect(() => readTar(bad)).toThrow(TarError);
     expect(() => readTar(tar.subarray(0, 700))).toThrow("truncated tar archive");
   });
 });

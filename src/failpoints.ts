@@ -1,6 +1,6 @@
 // Failpoints as the reference's testing builds have them (the `fail` crate plus Neon's `exit`),
 // here behind the runtime testing switch COMPUTE_CTL_TESTING=1 instead of a build feature.
-// Syntax (http.md §6.13): FAILPOINTS="name=actions;…", actions = `action[->action…]`,
+// Syntax: FAILPOINTS="name=actions;…", actions = `action[->action…]`,
 // action = `[p%][cnt*]task[(arg)]`. Evaluated: `off`, `return[(arg)]`, `print[(msg)]`,
 // `panic[(msg)]` (thrown as an Error) and `exit`; `sleep`, `delay`, `pause` and `yield` parse but do
 // nothing, since no failpoint here can block.

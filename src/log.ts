@@ -2,6 +2,8 @@
 //   2025-07-31T12:00:00.123456Z  INFO request{method=POST uri=/configure}: message key=value
 // or one JSON object per line with --log-format json. consola carries the levels and the span
 // chain (its tags, joined with ':' exactly like tracing's span prefixes); a reporter renders.
+import { closeSync, mkdirSync, openSync, readdirSync, rmSync, writeSync } from "node:fs";
+import { join } from "node:path";
 import { type ConsolaInstance, createConsola, type LogObject } from "consola";
 import { nowMicros } from "./util/clock.ts";
 
@@ -97,9 +99,105 @@ function render(obj: LogObject): string {
   return `${ts} ${level.padStart(5)} ${prefix}${message}${kv}\n`;
 }
 
+/**
+ * Lakebase mode's file logs: `<dir>/pgcctl.YYYY-MM-DD` (UTC), one object per line in the shape of
+ * Postgres's JSON logs, appended to across restarts. When the day changes the next file is
+ * opened and only the newest other one is kept (two files in all).
+ */
+export const LOG_FILE_PREFIX = "pgcctl";
+const LOG_FILES_KEPT = 2;
+
+let ids = { instanceId: "", computeId: "" };
+
+/** The ids every file log line carries, once a spec names them. */
+export function setLogIds(next: { instanceId: string; computeId: string }): void {
+  ids = { ...next };
+}
+
+/** `2025-07-31 12:00:00.123 GMT`. */
+export function formatGmtMillis(ms: number): string {
+  const iso = new Date(ms).toISOString();
+  return `${iso.slice(0, 10)} ${iso.slice(11, 23)} GMT`;
+}
+
+/** One file log line (with its newline). */
+export function fileLogLine(at: number, level: string, message: string): string {
+  return `{"timestamp": ${JSON.stringify(formatGmtMillis(at))}, "error_severity": ${JSON.stringify(level)}, "file_name": "compute_ctl", "backend_type": "compute_ctl_self", "pg_instance_id": ${JSON.stringify(ids.instanceId)}, "pg_compute_id": ${JSON.stringify(ids.computeId)}, "message": ${JSON.stringify(message)}}\n`;
+}
+
+class DailyFiles {
+  #day = "";
+  #fd: number | null = null;
+
+  constructor(
+    readonly dir: string,
+    private readonly now: () => number = Date.now,
+  ) {
+    mkdirSync(dir, { recursive: true });
+  }
+
+  write(level: string, message: string): void {
+    const at = this.now();
+    const day = new Date(at).toISOString().slice(0, 10);
+    try {
+      if (day !== this.#day || this.#fd === null) this.#open(day);
+      writeSync(this.#fd as number, fileLogLine(at, level, message));
+    } catch {
+      // A full or vanished log directory must not take compute_ctl down; stderr still has it.
+    }
+  }
+
+  #open(day: string): void {
+    const first = this.#day === "";
+    if (this.#fd !== null) closeSync(this.#fd);
+    this.#fd = null;
+    this.#day = day;
+    if (!first) this.#prune(day);
+    this.#fd = openSync(join(this.dir, `${LOG_FILE_PREFIX}.${day}`), "a");
+  }
+
+  /** Before a new day's file: keep only the newest LOG_FILES_KEPT - 1 others. */
+  #prune(day: string): void {
+    const ours = readdirSync(this.dir)
+      .filter((n) => /^pgcctl\.\d{4}-\d{2}-\d{2}$/.test(n) && n !== `${LOG_FILE_PREFIX}.${day}`)
+      .sort();
+    for (const old of ours.slice(0, Math.max(0, ours.length - (LOG_FILES_KEPT - 1)))) {
+      rmSync(join(this.dir, old), { force: true });
+    }
+  }
+}
+
+let files: DailyFiles | null = null;
+
+/** Starts the file logs in `dir` (created if missing). Exported for tests with a fake clock. */
+export function startFileLogs(dir: string, now?: () => number): void {
+  files = new DailyFiles(dir, now);
+}
+
+/** Stops writing file logs (tests). */
+export function stopFileLogs(): void {
+  files = null;
+}
+
+function fileMessage(obj: LogObject): string {
+  const args = obj.args as [string, Fields | undefined];
+  const kv = Object.entries(args[1] ?? {})
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => ` ${k}=${fieldValue(v)}`)
+    .join("");
+  return `${args[0] ?? ""}${kv}`;
+}
+
 const root: ConsolaInstance = createConsola({
   level: LEVELS.info,
-  reporters: [{ log: (obj) => sink.write(render(obj)) }],
+  reporters: [
+    {
+      log: (obj) => {
+        sink.write(render(obj));
+        files?.write(LEVEL_LABEL[obj.level] ?? "INFO", fileMessage(obj));
+      },
+    },
+  ],
   // Never fold repeated lines: operators grep every one.
   throttle: 0,
 });
@@ -124,8 +222,15 @@ function wrap(c: ConsolaInstance): Logger {
 
 export const log: Logger = wrap(root);
 
-export function configureLogging(opts: { level?: LogLevelName; format?: LogFormat; sink?: Sink }) {
+export function configureLogging(opts: {
+  level?: LogLevelName;
+  format?: LogFormat;
+  sink?: Sink;
+  /** Lakebase mode's COMPUTE_CTL_LOG_DIRECTORY: daily JSON files beside stderr. */
+  fileDirectory?: string | null;
+}) {
   if (opts.level !== undefined) root.level = LEVELS[opts.level];
+  if (opts.fileDirectory) startFileLogs(opts.fileDirectory);
   if (opts.format !== undefined) format = opts.format;
   if (opts.sink !== undefined) sink = opts.sink;
 }

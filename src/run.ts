@@ -4,6 +4,7 @@ import { parseSpec } from "./api/parsed-spec.ts";
 import { Children } from "./compute/children.ts";
 import { acquireConfig } from "./compute/config-source.ts";
 import { Lifecycle } from "./compute/lifecycle.ts";
+import { type Readiness, reportReadiness } from "./compute/readiness.ts";
 import { ComputeState } from "./compute/state.ts";
 import type { Params } from "./config/params.ts";
 import { ConfigError, formatOneLine } from "./errors.ts";
@@ -16,7 +17,18 @@ import { createMetrics, type Metrics } from "./metrics/registry.ts";
 import { raiseCoreLimit } from "./postgres/rlimit.ts";
 import { pgMajorVersion, resolvePgTools } from "./postgres/tools.ts";
 import { Sidecars } from "./sidecars/sidecars.ts";
-import { environment, hostEnv, knobs, sidecarKnobs } from "./testing-knobs.ts";
+import {
+  environment,
+  hostEnv,
+  knobs,
+  serviceEnv,
+  sidecarKnobs,
+  takeNotifySocket,
+} from "./testing-knobs.ts";
+import { tracingConfigFromEnv } from "./tracing/config.ts";
+import { initTracing, shutdownTracing } from "./tracing/index.ts";
+import type { SdNotifier } from "./util/sd-notify.ts";
+import { parentDeathWarning } from "./util/spawn.ts";
 import { BUILD_TAG } from "./version.ts";
 
 const SIGNAL_NUMBERS = { SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 } as const;
@@ -34,47 +46,108 @@ function terminationSignal(): Promise<void> {
 }
 
 /**
+ * The systemd notification socket (Type=notify), when NOTIFY_SOCKET names one. It is removed from
+ * the environment either way: a child that inherits it (Debian's Postgres) would report READY=1
+ * on its own, before the compute is running.
+ */
+async function openNotifySocket(): Promise<SdNotifier | null> {
+  const address = takeNotifySocket();
+  if (!address) return null;
+  try {
+    const { openSdNotify } = await import("./util/sd-notify.ts");
+    return openSdNotify(address, (message) => log.warn(message));
+  } catch (err) {
+    log.warn(`cannot notify systemd: ${formatOneLine(err)}`);
+    return null;
+  }
+}
+
+/** OpenTelemetry traces unless OTEL_SDK_DISABLED=true; a bad setting only turns them off. */
+async function startTracing(): Promise<void> {
+  const { config, problem } = tracingConfigFromEnv(serviceEnv, "compute_ctl");
+  if (problem) log.warn(problem);
+  try {
+    await initTracing(config);
+  } catch (err) {
+    log.warn(`tracing is off: ${formatOneLine(err)}`);
+  }
+}
+
+/**
  * Runs the compute and returns the exit code for main. A termination signal means: forward
  * termination to the children, give them a bounded time, SIGKILL what remains, exit 1 (the
  * reference exits at once and can orphan Postgres). The lifecycle owns that shutdown; before it
  * exists, the child registry is closed directly.
  */
 export async function run(params: Params): Promise<number> {
-  configureLogging({ level: params.logLevel, format: params.logFormat });
+  configureLogging({
+    level: params.logLevel,
+    format: params.logFormat,
+    fileDirectory: params.lakebaseMode ? environment.logDirectory() : null,
+  });
   log.info(`compute build_tag: ${BUILD_TAG}`);
+  const notifier = await openNotifySocket();
+  await startTracing();
   // Core dumps of Postgres are how crashes get diagnosed; a lower hard limit is only a warning
   // here (the reference exits 1).
   const core = raiseCoreLimit();
   if (!core.ok) log.warn(`could not raise the core dump size limit: ${core.reason}`);
+  const orphanRisk = parentDeathWarning();
+  if (orphanRisk) log.warn(orphanRisk);
 
   const metrics = createMetrics();
   const children = new Children();
   let lifecycle: Lifecycle | null = null;
+  let readiness: Readiness | null = null;
   let signalled = false;
   const stopped = terminationSignal().then(async () => {
     signalled = true;
+    readiness?.stopping();
     if (lifecycle) return lifecycle.shutdownOnSignal();
     await children.close(knobs.childGraceMs);
     return 1;
   });
 
   const ran = await Promise.race([
-    runCompute(params, metrics, children, (l) => {
-      lifecycle = l;
+    runCompute(params, metrics, children, {
+      onLifecycle: (l) => {
+        lifecycle = l;
+      },
+      onState: (state) => {
+        if (notifier) readiness = reportReadiness(state, (message) => notifier.send(message));
+      },
     }),
     stopped,
   ]);
   // After a signal the run may end first (Postgres exits on its SIGINT); the shutdown decides.
   const code = signalled ? await stopped : ran;
+  // Set in the callback above; TypeScript cannot see that.
+  const r = readiness as Readiness | null;
+  if (r) r.stopping();
+  else notifier?.send("STOPPING=1");
+  await shutdownTracing();
+  notifier?.close();
   log.info("shutting down");
   return code;
+}
+
+/** A configuration refresh: the same source as at start-up, read again; null means no spec. */
+async function rereadSpec(params: Params, metrics: Metrics) {
+  if (params.configPath) log.info(`reloading config.json from path: ${params.configPath}`);
+  const config = await acquireConfig(params, metrics);
+  if (!config.spec) return null;
+  try {
+    return parseSpec(config.spec);
+  } catch (err) {
+    throw new Error("could not parse spec", { cause: err });
+  }
 }
 
 async function runCompute(
   params: Params,
   metrics: Metrics,
   children: Children,
-  onLifecycle: (l: Lifecycle) => void,
+  hooks: { onLifecycle: (l: Lifecycle) => void; onState: (s: ComputeState) => void },
 ): Promise<number> {
   try {
     try {
@@ -97,6 +170,7 @@ async function runCompute(
     }
 
     const state = new ComputeState(metrics, Math.floor(performance.timeOrigin * 1000));
+    hooks.onState(state);
     const lfc = new LfcManager({
       connstr: params.connstr,
       metrics,
@@ -120,17 +194,23 @@ async function runCompute(
         metrics,
         lfc,
         extensionStatsIntervalSeconds: params.installedExtensionsCollectionInterval,
+        instanceId: environment.instanceId(),
         tls: config.tls,
         sidecars: new Sidecars({
           tls: config.tls,
           autoscaling: hostEnv.autoscaling,
           pgbouncerPassword: hostEnv.pgbouncerPassword,
           pgbouncerPort: sidecarKnobs.pgbouncerPort,
+          auditEndpoint: hostEnv.auditEndpoint,
+          auditTlsEndpoint: hostEnv.auditTlsEndpoint,
+          auditGcMs: sidecarKnobs.auditGcMs,
+          setAuditLogDirSize: (bytes) => metrics.auditLogDirSize.set(bytes),
         }),
       },
       pspec,
+      () => rereadSpec(params, metrics),
     );
-    onLifecycle(lifecycle);
+    hooks.onLifecycle(lifecycle);
     await startHttpServers({
       params,
       state,
@@ -139,10 +219,14 @@ async function runCompute(
       lfc,
       remote,
       pgDump: tools.pgDump,
+      pgIsready: tools.pgIsready,
       jwks: config.jwks,
       instanceIdBypass: environment.instanceIdSet(),
     });
-    return await lifecycle.run();
+    const code = await Promise.race([lifecycle.run(), lifecycle.forcedExit]);
+    // A forced exit leaves run() where it was: stop what compute_ctl started before leaving.
+    await children.close(knobs.childGraceMs);
+    return code;
   } catch (err) {
     if (err instanceof ConfigError) {
       log.error(formatOneLine(err));

@@ -58,6 +58,10 @@ export const environment = {
   autoscaling: (): boolean => process.env.AUTOSCALING !== undefined,
   /** INSTANCE_ID: set (even empty): the external server accepts every request without a JWT. */
   instanceIdSet: (): boolean => process.env.INSTANCE_ID !== undefined,
+  /** INSTANCE_ID's value (Hadron): lakebase names the instance in metrics, logs and Postgres's env. */
+  instanceId: (): string | null => process.env.INSTANCE_ID ?? null,
+  /** COMPUTE_CTL_LOG_DIRECTORY: lakebase mode's daily JSON log files go there (unset: none). */
+  logDirectory: (): string | null => process.env.COMPUTE_CTL_LOG_DIRECTORY || null,
   /** NEON_CONTROL_PLANE_TOKEN: the bearer token of `-p`'s config request. */
   controlPlaneToken: (): string | undefined => process.env.NEON_CONTROL_PLANE_TOKEN,
   /** NEON_COMPUTE_TESTING_BASEBACKUP_RETRIES: the basebackup's retry count, as given. */
@@ -103,3 +107,26 @@ export const hostEnv = {
   auditEndpoint: process.env.AUDIT_LOGGING_ENDPOINT ?? "",
   auditTlsEndpoint: process.env.AUDIT_LOGGING_TLS_ENDPOINT ?? "",
 };
+
+/**
+ * Not testing knobs: the OpenTelemetry variables compute_ctl honours (read once, at start).
+ */
+export const serviceEnv = {
+  OTEL_SDK_DISABLED: process.env.OTEL_SDK_DISABLED,
+  OTEL_EXPORTER_OTLP_ENDPOINT: process.env.OTEL_EXPORTER_OTLP_ENDPOINT,
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+  OTEL_BSP_SCHEDULE_DELAY: process.env.OTEL_BSP_SCHEDULE_DELAY,
+  TRACEPARENT: process.env.TRACEPARENT,
+  TRACESTATE: process.env.TRACESTATE,
+};
+
+/**
+ * NOTIFY_SOCKET (systemd's Type=notify socket), taken out of the environment: the children
+ * inherit compute_ctl's environment, and a Postgres built with systemd support would otherwise
+ * report READY=1 itself, before the compute is running.
+ */
+export function takeNotifySocket(): string | undefined {
+  const address = process.env.NOTIFY_SOCKET;
+  delete process.env.NOTIFY_SOCKET;
+  return address;
+}

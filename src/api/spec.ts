@@ -2,7 +2,7 @@
 // Field names, order and enum spellings follow the reference. Decode with `decode()` from
 // ./decode.ts: it applies the defaults, normalises ids and reports one-line errors.
 //
-// Presence conventions (spec.md §1.0), mirrored in how each field is declared:
+// Presence conventions, mirrored in how each field is declared:
 // - `Option<T>` → `option(T)`: absent or null on input; decoded as null when absent.
 // - `#[serde(default)]` non-Option → `defaulted(T, d)`: absent gives `d`, but null is rejected.
 // - everything else is required.

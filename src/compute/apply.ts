@@ -29,22 +29,45 @@ export async function applySpec(
     log.info(`not applying the spec: ${skipped}`);
     return;
   }
+  const lakebase = env.params.lakebaseMode;
+  // Lakebase: a start's statements should finish quickly; one stuck for minutes means Postgres
+  // cannot reach its pageserver, and the start should fail rather than hang.
+  const extraOptions = lakebase && phase === "start" ? LAKEBASE_START_OPTIONS : undefined;
   await applySpecSql(spec, {
     connstr: env.params.connstr,
     privilegedRoleName: env.params.privilegedRoleName,
     timelineId: pspec.timelineId,
     concurrency: phase === "start" ? startConcurrency(spec) : reconfigureConcurrency(spec),
+    lakebase,
+    extraOptions,
+    onStatementError: lakebase ? (err) => countStatementTimeout(env, err) : undefined,
   });
-  if (phase === "start") void migrateInBackground(env);
+  if (phase === "start") void migrateInBackground(env, extraOptions);
+}
+
+/** The apply connections' statement timeout at a lakebase start (the reference's 2 minutes). */
+export const LAKEBASE_START_OPTIONS = "-c statement_timeout=2min";
+
+/**
+ * A statement cancelled by a timeout (SQLSTATE 57014) during apply usually means Postgres is stuck
+ * retrying a pageserver that refuses it; lakebase counts every such statement.
+ */
+function countStatementTimeout(env: ComputeEnv, err: unknown): void {
+  if ((err as { code?: unknown } | null)?.code === "57014") {
+    env.metrics.configureStatementTimeoutErrors.inc();
+  }
 }
 
 /** Runs the migrations on their own connection; resolves when done, never rejects. */
-export async function migrateInBackground(env: ComputeEnv): Promise<void> {
-  const sql = localClient(env.params.connstr, { applicationName: "compute_ctl:migrations" });
+export async function migrateInBackground(env: ComputeEnv, extraOptions?: string): Promise<void> {
+  const sql = localClient(env.params.connstr, {
+    applicationName: "compute_ctl:migrations",
+    extraOptions,
+  });
   try {
     log.info("handle migrations");
     await runMigrations(sql, {
-      migrations: renderMigrations(env.params.privilegedRoleName),
+      migrations: renderMigrations(env.params.privilegedRoleName, env.params.lakebaseMode),
       onFailure: (id) => env.metrics.migrationFailed.inc({ migration_id: String(id) }),
       failAt: migrationFailpoint,
     });

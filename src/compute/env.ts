@@ -27,6 +27,8 @@ export interface ComputeEnv {
    * is applied (the state then holds the one derived from the spec).
    */
   readonly extensionStatsIntervalSeconds: number;
+  /** INSTANCE_ID (Hadron): the instance this compute serves; null when unset. */
+  readonly instanceId: string | null;
   /** compute_ctl_config.tls: Postgres's certificate and key, when given. */
   readonly tls: TlsConfig | null;
   /** pgbouncer, local_proxy, rsyslog and the other neighbours in the compute image. */

@@ -6,16 +6,19 @@ import type { PromoteState } from "../api/promote.ts";
 import { computeModeType, shardIndex, staticModeLsn } from "../api/spec.ts";
 import type { ComputeStatus } from "../api/status.ts";
 import { formatChain, formatOneLine } from "../errors.ts";
-import { log } from "../log.ts";
+import { log, setLogIds } from "../log.ts";
 import { startActivityMonitor } from "../monitor/activity.ts";
 import { startInstalledExtensionsTask } from "../monitor/installed-extensions.ts";
 import { findCoreDumps, logCoreDumpBacktraces } from "../postgres/process.ts";
-import { startLsnLeaseLoop, tenantShardId } from "../storage/lsn-lease.ts";
+import { type LsnLeaseLoop, startLsnLeaseLoop, tenantShardId } from "../storage/lsn-lease.ts";
 import { syncSafekeepers } from "../storage/sync-safekeepers.ts";
 import { environment, knobs } from "../testing-knobs.ts";
+import { inSpan, type SpanParent, startupTraceParent } from "../tracing/index.ts";
 import { nowMicros } from "../util/clock.ts";
+import { hostPath } from "../util/host.ts";
 import { parseConnstr, startVmMonitor } from "../vm-monitor/index.ts";
 import type { ComputeEnv } from "./env.ts";
+import { debugStatusName, setAttached } from "./lakebase.ts";
 import { reconfigureCompute, startCompute } from "./start.ts";
 
 export type TerminateMode = "fast" | "immediate";
@@ -27,6 +30,8 @@ export type ConfigureResult =
 
 export type TerminateResult =
   | { kind: "terminated"; lsn: string | null }
+  /** Lakebase mode, an Empty compute: 200 with no body now, the process exits 0 in 5 s. */
+  | { kind: "exiting" }
   | { kind: "already-terminated"; lsn: string | null }
   | { kind: "failed"; error: string }
   | { kind: "invalid-status"; status: ComputeStatus };
@@ -38,26 +43,58 @@ const TERMINATION_PENDING: readonly ComputeStatus[] = [
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** Whether `err` or one of its causes is a Postgres error with SQLSTATE `code`. */
-function hasSqlState(err: unknown, code: string): boolean {
-  for (let e: unknown = err; e instanceof Error; e = e.cause) {
-    if ((e as { code?: unknown }).code === code) return true;
-  }
-  return false;
+/** How long a refresh waits after an unchanged or failed configuration (the reference's 5 s). */
+const REFRESH_BACKOFF_MS = 5_000;
+/** How long an Empty lakebase compute lives after /terminate, so the response gets out. */
+const EMPTY_TERMINATE_EXIT_MS = 5_000;
+/** The reference's default --pg-init-timeout. */
+const DEFAULT_PG_INIT_TIMEOUT_S = 60;
+/** Where lakebase computes find Postgres's core dumps. */
+const LAKEBASE_CORE_DIR = "/databricks/logs/brickstore";
+
+export type RefreshRequestResult = { ok: true } | { ok: false; error: string };
+
+/** Where a refreshed configuration comes from: the -c/-S file or the control plane again. */
+export type ReadConfig = () => Promise<ParsedSpec | null>;
+
+function sameConnInfo(a: ParsedSpec, b: ParsedSpec): boolean {
+  return JSON.stringify(a.pageserverConnInfo) === JSON.stringify(b.pageserverConnInfo);
 }
 
 export class Lifecycle {
   #postgres: Subprocess | null = null;
   /** compute_ctl itself got SIGINT/SIGTERM/SIGQUIT: the shutdown is shutdownOnSignal's. */
   #signalled = false;
+  /** The span of the /configure request that started an Empty compute: start_compute's parent. */
+  #configureSpan: SpanParent | null = null;
+  #lease: LsnLeaseLoop | null = null;
+  /** Postgres is up after a successful start: a refresh can be carried out. */
+  #configuratorUp = false;
+  #refreshing = false;
+  #exitResolve!: (code: number) => void;
+  #exitCode: number | null = null;
+  /**
+   * Resolves with an exit code when the compute must end now, whatever run() is doing: an Empty
+   * lakebase compute after /terminate (0), an empty refreshed configuration (1), the lakebase
+   * start-up guard (1). The caller stops the children and exits with it.
+   */
+  readonly forcedExit: Promise<number> = new Promise((resolve) => {
+    this.#exitResolve = resolve;
+  });
   /** The one /promote run of this compute (compute/promote.ts starts it). */
   promotion?: Promise<PromoteState>;
 
   constructor(
     private readonly env: ComputeEnv,
     initialSpec: ParsedSpec | null,
+    private readonly readConfig: ReadConfig = async () => {
+      throw new Error("config_path_test_only is not set");
+    },
   ) {
-    if (initialSpec) env.state.spec = initialSpec;
+    if (initialSpec) {
+      env.state.spec = initialSpec;
+      this.#recordSpec(initialSpec);
+    }
   }
 
   /** The current spec, which the compute's state holds. */
@@ -99,6 +136,7 @@ export class Lifecycle {
     if (!pspec) throw new Error("internal error: woke up for configuration without a spec");
 
     const lease = this.#startLease(pspec);
+    this.#lease = lease;
     // The monitor exists from `init` on, as in the reference; it starts polling at `running`.
     const monitor = startActivityMonitor({
       connstr: this.env.params.connstr,
@@ -108,14 +146,27 @@ export class Lifecycle {
     });
     const background: { stop(): void }[] = [monitor];
     let startFailed = false;
+    let guard: Timer | undefined;
     try {
       state.set("init");
-      await startCompute(this.env, pspec, (pg) => {
-        this.#postgres = pg;
-      });
+      guard = this.#startInitGuard();
+      // Part of the /configure request that brought the spec, else of TRACEPARENT's trace.
+      await inSpan(
+        "start_compute",
+        () =>
+          startCompute(this.env, pspec, (pg) => {
+            this.#postgres = pg;
+          }),
+        { parent: this.#configureSpan ?? startupTraceParent() },
+      );
+      clearTimeout(guard);
+      if (this.#exitCode !== null) return this.#exitCode;
       state.set("running");
+      this.#configuratorUp = true;
       background.push(...this.#startBackgroundTasks(pspec));
     } catch (err) {
+      clearTimeout(guard);
+      if (this.#exitCode !== null) return this.#exitCode;
       startFailed = true;
       log.error(`could not start the compute node: ${formatOneLine(err)}`);
       state.fail(formatChain(err));
@@ -126,6 +177,8 @@ export class Lifecycle {
     let exitCode = 1;
     const pg = this.#postgres;
     if (pg) await pg.exited;
+    this.#configuratorUp = false;
+    if (this.#exitCode !== null) return this.#exitCode;
     // Nothing periodic runs against a Postgres that is gone.
     for (const task of background) task.stop();
     this.env.lfc.stop();
@@ -162,12 +215,16 @@ export class Lifecycle {
     return exitCode;
   }
 
-  /** POST /configure: accept a new spec in `empty` or `running`, then wait for the outcome. */
-  async configure(pspec: ParsedSpec): Promise<ConfigureResult> {
+  /**
+   * POST /configure: accept a new spec in `empty` or `running`, then wait for the outcome.
+   * `span` is the request's trace span; an Empty compute's start becomes part of it.
+   */
+  async configure(pspec: ParsedSpec, span: SpanParent | null = null): Promise<ConfigureResult> {
     const { state } = this.env;
     const from = state.status;
     if (from !== "empty" && from !== "running") return { kind: "invalid-status", status: from };
-    this.env.state.spec = pspec;
+    if (from === "empty") this.#configureSpan = span;
+    this.#adoptSpec(pspec);
     state.set("configuration_pending");
     if (from === "running") void this.#reconfigure(pspec);
     const outcome = await state.waitFor(["running", "failed"]);
@@ -181,7 +238,7 @@ export class Lifecycle {
    * reference; a failure is thrown to the promotion, which reports it, and is not a compute failure.
    */
   async adoptPromotedSpec(pspec: ParsedSpec): Promise<void> {
-    this.env.state.spec = pspec;
+    this.#adoptSpec(pspec);
     await reconfigureCompute(this.env, pspec);
   }
 
@@ -193,6 +250,15 @@ export class Lifecycle {
     }
     if (state.status !== "empty" && state.status !== "running") {
       return { kind: "invalid-status", status: state.status };
+    }
+    if (this.env.params.lakebaseMode && state.status === "empty") {
+      // No Postgres to stop: the process simply ends, a little later so the answer gets out.
+      log.info("terminating empty compute - will exit process");
+      setTimeout(() => {
+        log.info("exiting process after terminating empty compute");
+        this.#exit(0);
+      }, EMPTY_TERMINATE_EXIT_MS);
+      return { kind: "exiting" };
     }
     state.set(mode === "fast" ? "termination_pending_fast" : "termination_pending_immediate");
     // Both modes send Postgres SIGINT (a fast shutdown with a checkpoint); they differ only in
@@ -211,9 +277,6 @@ export class Lifecycle {
       state.set("running");
     } catch (err) {
       log.error(`could not configure the compute: ${formatOneLine(err)}`);
-      // A statement timeout (query_canceled) usually means Postgres is stuck retrying a
-      // pageserver that refuses it; the reference counts these separately.
-      if (hasSqlState(err, "57014")) this.env.metrics.configureStatementTimeoutErrors.inc();
       state.fail(formatChain(err));
     }
   }
@@ -246,7 +309,11 @@ export class Lifecycle {
       }
     }
     try {
-      const cores = await findCoreDumps(params.pgdata);
+      // Lakebase wipes PGDATA across container restarts, so its cores go to a fixed directory.
+      const cores = await findCoreDumps(
+        params.pgdata,
+        params.lakebaseMode ? hostPath(LAKEBASE_CORE_DIR) : undefined,
+      );
       if (cores.length > 0) await logCoreDumpBacktraces(tools.postgres, cores);
     } catch (err) {
       log.warn(`could not look for core dumps: ${formatOneLine(err)}`);
@@ -299,39 +366,184 @@ export class Lifecycle {
           setFileCacheSize: (b) => metrics.vmMonitorFileCacheSize.set(b),
         },
       });
-      return { stop: () => void monitor.stop() };
+      return {
+        stop: () =>
+          void monitor
+            .stop()
+            .catch((err) => log.warn(`stopping the vm-monitor: ${formatOneLine(err)}`)),
+      };
     } catch (err) {
       log.error(`could not start the vm-monitor on ${params.vmMonitorAddr}: ${formatOneLine(err)}`);
       return null;
     }
   }
 
-  /** A Static compute keeps its LSN leased on every pageserver of every shard. */
+  /**
+   * A Static compute keeps its LSN leased on every pageserver of every shard. The pageserver list
+   * and the token are read from the current spec before each attempt, and a spec that moves the
+   * pageservers wakes the loop (see #adoptSpec).
+   */
   #startLease(pspec: ParsedSpec) {
     const lsn = staticModeLsn(pspec.spec.mode);
     if (lsn === null) return null;
-    const { shardCount, shards, preferProtocol } = pspec.pageserverConnInfo;
-    const pageservers = Object.entries(shards).map(([key, shard]) => {
-      const shardNumber = Number.parseInt(key.slice(0, 2), 16);
-      return {
-        tenantShardId: tenantShardId(pspec.tenantId, shardNumber, shardCount),
-        shardId: shardIndex(shardNumber, shardCount),
-        protocol: preferProtocol,
-        urls: shard.pageservers
-          .map((p) => (preferProtocol === "grpc" ? p.grpcUrl : p.libpqUrl))
-          .filter((u): u is string => u !== null),
-      };
-    });
+    const tenantId = pspec.tenantId;
+    const current = () => this.env.state.spec ?? pspec;
     return startLsnLeaseLoop({
-      pageservers,
-      tenantId: pspec.tenantId,
+      pageservers: () => leaseShards(tenantId, current()),
+      tenantId,
       timelineId: pspec.timelineId,
       lsn,
-      token: pspec.storageAuthToken,
+      token: () => current().storageAuthToken,
     });
+  }
+
+  /** A new spec becomes the compute's: recorded, and the lease loop woken if pageservers moved. */
+  #adoptSpec(pspec: ParsedSpec): void {
+    const before = this.env.state.spec;
+    this.env.state.spec = pspec;
+    this.#recordSpec(pspec);
+    if (before && !sameConnInfo(before, pspec)) {
+      log.info("Pageserver config changed");
+      this.#lease?.wake();
+    }
+  }
+
+  /** The process must end with `code` now (see forcedExit). The first call wins. */
+  #exit(code: number): void {
+    if (this.#exitCode !== null) return;
+    this.#exitCode = code;
+    this.#exitResolve(code);
+  }
+
+  /**
+   * Lakebase mode: a compute that is not `running` within --pg-init-timeout (60 s) of the start
+   * exits 1, since Postgres was probably started with a spec pointing at the wrong storage.
+   */
+  #startInitGuard(): Timer | undefined {
+    if (!this.env.params.lakebaseMode) return undefined;
+    const seconds = this.env.params.pgInitTimeout ?? DEFAULT_PG_INIT_TIMEOUT_S;
+    return setTimeout(() => {
+      if (this.env.state.status === "running") return;
+      log.error(`compute did not enter Running state in ${seconds} seconds, exiting`);
+      this.#exit(1);
+    }, seconds * 1000);
+  }
+
+  /**
+   * POST /refresh_configuration: from running, failed or refresh_configuration_pending the
+   * compute becomes refresh_configuration_pending and the configuration is read again; in init
+   * nothing changes (the request is accepted); any other status is an error.
+   */
+  requestRefresh(): RefreshRequestResult {
+    const { state } = this.env;
+    const from = state.status;
+    if (from === "init") return { ok: true };
+    if (from !== "running" && from !== "failed" && from !== "refresh_configuration_pending") {
+      return {
+        ok: false,
+        error: `Cannot refresh compute configuration in state ${debugStatusName(from)}`,
+      };
+    }
+    if (from !== "refresh_configuration_pending") state.set("refresh_configuration_pending");
+    this.#kickRefresh();
+    return { ok: true };
+  }
+
+  #kickRefresh(): void {
+    if (this.#refreshing || !this.#configuratorUp) return;
+    this.#refreshing = true;
+    void this.#refreshLoop()
+      .catch((err) => log.error(`configuration refresh failed: ${formatOneLine(err)}`))
+      .finally(() => {
+        this.#refreshing = false;
+      });
+  }
+
+  /** Moves on from refresh_configuration, unless something else (a failure) moved it already. */
+  #refreshDone(to: ComputeStatus): boolean {
+    if (this.env.state.status !== "refresh_configuration") return false;
+    this.env.state.set(to);
+    return true;
+  }
+
+  /**
+   * The configurator's refresh: read the configuration again; the same pageservers → running
+   * (and a 5 s pause); other pageservers → adopt the spec and reconfigure; no spec (the compute
+   * was detached) → exit 1; an error → pending again, retried after 5 s.
+   */
+  async #refreshLoop(): Promise<void> {
+    const { state } = this.env;
+    while (this.#configuratorUp && state.status === "refresh_configuration_pending") {
+      log.info(
+        "compute node suspects its configuration is out of date, now refreshing configuration",
+      );
+      state.set("refresh_configuration");
+      let next: ParsedSpec | null;
+      try {
+        next = await this.readConfig();
+      } catch (err) {
+        log.error(`Refresh configuration: error getting a parsed spec: ${formatOneLine(err)}`);
+        if (!this.#refreshDone("refresh_configuration_pending")) return;
+        await sleep(REFRESH_BACKOFF_MS);
+        continue;
+      }
+      if (next === null) {
+        log.info(
+          "Compute Manager signaled that this compute is no longer attached to any storage. Exiting.",
+        );
+        this.#exit(1);
+        return;
+      }
+      const current = this.env.state.spec;
+      if (current && sameConnInfo(current, next)) {
+        log.info(
+          "Refresh configuration: Retrieved spec is the same as the current spec. Waiting for control plane to update the spec before attempting reconfiguration.",
+        );
+        if (!this.#refreshDone("running")) return;
+        await sleep(REFRESH_BACKOFF_MS);
+        continue;
+      }
+      this.#adoptSpec(next);
+      try {
+        await reconfigureCompute(this.env, next);
+        log.info("Refresh configuration: compute node configured");
+        if (!this.#refreshDone("running")) return;
+      } catch (err) {
+        log.error(`Refresh configuration: could not configure compute node: ${formatOneLine(err)}`);
+        if (!this.#refreshDone("refresh_configuration_pending")) return;
+        await sleep(REFRESH_BACKOFF_MS);
+      }
+    }
   }
 
   #linger(pending: ComputeStatus): number {
     return pending === "termination_pending_fast" ? knobs.fastLingerMs : knobs.immediateLingerMs;
   }
+
+  /** Lakebase: the attached gauge and the file logs' ids follow the spec. */
+  #recordSpec(pspec: ParsedSpec): void {
+    const { params, instanceId } = this.env;
+    if (params.lakebaseMode) {
+      if (instanceId !== null) {
+        setAttached(this.env.metrics, { computeId: params.computeId, instanceId }, pspec);
+      }
+      setLogIds({ instanceId: instanceId ?? "", computeId: params.computeId });
+    }
+  }
+}
+
+/** The lease targets of a spec: every shard's pageservers, in the protocol the spec prefers. */
+function leaseShards(tenantId: string, pspec: ParsedSpec) {
+  const { shardCount, shards, preferProtocol } = pspec.pageserverConnInfo;
+  return Object.entries(shards).map(([key, shard]) => {
+    const shardNumber = Number.parseInt(key.slice(0, 2), 16);
+    return {
+      tenantShardId: tenantShardId(tenantId, shardNumber, shardCount),
+      shardId: shardIndex(shardNumber, shardCount),
+      protocol: preferProtocol,
+      urls: shard.pageservers
+        .map((p) => (preferProtocol === "grpc" ? p.grpcUrl : p.libpqUrl))
+        .filter((u): u is string => u !== null),
+    };
+  });
 }

@@ -8,6 +8,7 @@ import { computeModeType, shardIndex, staticModeLsn, type TlsConfig } from "../a
 import { log } from "../log.ts";
 import { readOvercommitMemory, tlsEnabled, writePostgresConf } from "../postgres/conf.ts";
 import { lineInFile, PG_HBA_MD5_LINE } from "../postgres/files.ts";
+import { findStalePostmaster, stopStalePostmaster } from "../postgres/stale-postmaster.ts";
 import {
   type BasebackupSource,
   basebackupCommand,
@@ -17,8 +18,10 @@ import {
 } from "../storage/basebackup.ts";
 import { checkSafekeepersSynced } from "../storage/safekeepers.ts";
 import { syncSafekeepersWithRetries } from "../storage/sync-safekeepers.ts";
+import { inSpan } from "../tracing/index.ts";
 import { elapsedMs } from "../util/clock.ts";
 import type { ComputeEnv } from "./env.ts";
+import { prepareDatabricksPgdata } from "./lakebase.ts";
 
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(
@@ -27,13 +30,26 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
-/** `rm -rf` then a NON-recursive mkdir (the parent must exist) and mode 0700. */
-export async function createPgdata(pgdata: string): Promise<void> {
+/**
+ * `rm -rf` then a NON-recursive mkdir (the parent must exist) and mode 0700. A postmaster still
+ * running on the old PGDATA (left by an earlier compute_ctl) is stopped first. In lakebase mode a
+ * failed mkdir is ignored, as the reference does for a data directory mounted ahead of time; a
+ * real problem then shows in the chmod or later in Postgres.
+ */
+export async function createPgdata(pgdata: string, lakebase = false): Promise<void> {
+  const stale = await findStalePostmaster(pgdata);
+  if (stale) {
+    log.warn(
+      `a postmaster from an earlier run (pid ${stale.pid}) is still running on ${pgdata}: stopping it`,
+    );
+    await stopStalePostmaster(stale);
+  }
   await rm(pgdata, { recursive: true, force: true }).catch(() => {});
   try {
     await mkdir(pgdata);
   } catch (err) {
-    throw new Error(`cannot create data directory ${pgdata}`, { cause: err });
+    if (!lakebase) throw new Error(`cannot create data directory ${pgdata}`, { cause: err });
+    log.warn(`ignoring the failed creation of ${pgdata} in lakebase mode: ${String(err)}`);
   }
   await chmod(pgdata, 0o700);
 }
@@ -44,7 +60,13 @@ export function confInputs(env: ComputeEnv, pspec: ParsedSpec) {
     privilegedRoleName: env.params.privilegedRoleName,
     internalHttpPort: env.params.internalHttpPort,
     tls: env.tls,
+    lakebase: env.params.lakebaseMode ? { connstrPort: connstrPort(env.params.connstr) } : null,
   };
+}
+
+/** The explicit port of --connstr, or null when it names none. */
+export function connstrPort(connstr: URL): number | null {
+  return connstr.port === "" ? null : Number(connstr.port);
 }
 
 export async function writeConf(env: ComputeEnv, pspec: ParsedSpec): Promise<void> {
@@ -87,12 +109,14 @@ export async function selectLsn(env: ComputeEnv, pspec: ParsedSpec): Promise<str
   const t0 = performance.now();
   let synced: string | null = null;
   try {
-    synced = await checkSafekeepersSynced({
-      safekeepers: pspec.safekeeperConnstrings,
-      tenantId: pspec.tenantId,
-      timelineId: pspec.timelineId,
-      token: pspec.storageAuthToken,
-    });
+    synced = await inSpan("check_safekeepers_synced", () =>
+      checkSafekeepersSynced({
+        safekeepers: pspec.safekeeperConnstrings,
+        tenantId: pspec.tenantId,
+        timelineId: pspec.timelineId,
+        token: pspec.storageAuthToken,
+      }),
+    );
   } catch (err) {
     log.warn(`checking whether the safekeepers are synced failed: ${String(err)}`);
   }
@@ -101,12 +125,14 @@ export async function selectLsn(env: ComputeEnv, pspec: ParsedSpec): Promise<str
     log.info(`safekeepers are already synced at LSN ${synced}, skipping --sync-safekeepers`);
     return synced;
   }
-  const { lsn, ms } = await syncSafekeepersWithRetries({
-    pgbin: env.tools.postgres,
-    pgdata: env.params.pgdata,
-    token: pspec.storageAuthToken,
-    children: env.children,
-  });
+  const { lsn, ms } = await inSpan("sync_safekeepers", () =>
+    syncSafekeepersWithRetries({
+      pgbin: env.tools.postgres,
+      pgdata: env.params.pgdata,
+      token: pspec.storageAuthToken,
+      children: env.children,
+    }),
+  );
   timings.sync_safekeepers_ms = Math.round(ms);
   log.info(`safekeepers synced at LSN ${lsn}`);
   return lsn;
@@ -166,13 +192,22 @@ export async function fetchBasebackup(env: ComputeEnv, pspec: ParsedSpec, lsn: s
   timings.pageserver_connect_micros = Math.round(result.pageserverConnectMicros);
 }
 
-/** What the reference changes in PGDATA after unpacking the basebackup, in its order. */
-export async function fixupPgdata(pgdata: string, pspec: ParsedSpec): Promise<void> {
+/**
+ * What the reference changes in PGDATA after unpacking the basebackup, in its order. `lakebase`
+ * adds the Databricks TLS files and pg_hba/pg_ident includes (before the md5 line).
+ */
+export async function fixupPgdata(
+  pgdata: string,
+  pspec: ParsedSpec,
+  lakebase = false,
+): Promise<void> {
   const neonSignal = join(pgdata, "neon.signal");
   const zenithSignal = join(pgdata, "zenith.signal");
   if (!(await exists(neonSignal)) && (await exists(zenithSignal))) {
     await copyFile(zenithSignal, neonSignal);
   }
+  const databricks = pspec.spec.databricks_settings;
+  if (lakebase && databricks !== null) await prepareDatabricksPgdata(pgdata, databricks);
   await lineInFile(join(pgdata, "pg_hba.conf"), PG_HBA_MD5_LINE);
   // Dynamic shared memory lives in /dev/shm; the basebackup must carry the directory.
   const dynshmem = join(pgdata, "pg_dynshmem");
@@ -190,9 +225,11 @@ export async function fixupPgdata(pgdata: string, pspec: ParsedSpec): Promise<vo
 
 export async function preparePgdata(env: ComputeEnv, pspec: ParsedSpec): Promise<void> {
   const { pgdata } = env.params;
-  await createPgdata(pgdata);
+  await createPgdata(pgdata, env.params.lakebaseMode);
   await writeConf(env, pspec);
   const lsn = await selectLsn(env, pspec);
-  await fetchBasebackup(env, pspec, lsn);
-  await fixupPgdata(pgdata, pspec);
+  await inSpan("get_basebackup", () => fetchBasebackup(env, pspec, lsn), {
+    attributes: { lsn },
+  });
+  await fixupPgdata(pgdata, pspec, env.params.lakebaseMode);
 }

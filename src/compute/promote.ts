@@ -1,4 +1,4 @@
-// POST /promote (http.md §4): turn this Replica into the Primary after the old primary stopped.
+// POST /promote: turn this Replica into the Primary after the old primary stopped.
 // One run per process: the first call starts it, concurrent and later calls get its result,
 // failures included (the reference memoizes forever; a restart is the only retry). A client
 // that disconnects does not stop the run.

@@ -16,9 +16,12 @@ import { configFileErrors } from "../postgres/conf-check.ts";
 import { lineInFile, withTmpOverride } from "../postgres/files.ts";
 import { pgCtlReload, spawnPostgres, waitForPostgres } from "../postgres/process.ts";
 import { catalogUpdatesSkipped } from "../spec/apply.ts";
+import { inSpan } from "../tracing/index.ts";
 import { elapsedMs, nowMicros } from "../util/clock.ts";
 import { applySpec } from "./apply.ts";
 import type { ComputeEnv } from "./env.ts";
+import { databricksEnv } from "./lakebase.ts";
+import { type PreStartTask, runPreStartTasks } from "./pre-start.ts";
 import { preparePgdata, writeConf } from "./prepare-pgdata.ts";
 
 /** Lifts the cluster size limit while compute_ctl itself creates roles and extensions. */
@@ -54,33 +57,64 @@ export async function startCompute(
   void env.sidecars.tunePgbouncerInBackground(pspec.spec);
   void env.sidecars.configureLocalProxyInBackground(pspec.spec);
 
-  // Remote extensions' control files and preloaded libraries are fetched while PGDATA is
-  // prepared, as the reference runs its pre-start tasks concurrently.
-  await Promise.all([
-    preparePgdata(env, pspec),
-    pspec.spec.remote_extensions ? env.remote.prepareAtStart(pspec) : undefined,
-  ]);
+  const preStart = await runPreStartTasks(preStartTasks(env, pspec));
 
   const t0 = performance.now();
-  const pg = spawnPostgres({
-    pgbin: tools.postgres,
-    pgdata: params.pgdata,
-    token: pspec.storageAuthToken,
-    children: env.children,
+  let extraEnv: Record<string, string> | undefined;
+  if (params.lakebaseMode) {
+    extraEnv = databricksEnv(pspec, params.computeId, env.instanceId);
+    log.info(`Starting Postgres for databricks endpoint id: ${extraEnv.DATABRICKS_ENDPOINT_ID}`);
+  }
+  const pg = await inSpan("start_postgres", async () => {
+    const proc = spawnPostgres({
+      pgbin: tools.postgres,
+      pgdata: params.pgdata,
+      token: pspec.storageAuthToken,
+      children: env.children,
+      extraEnv,
+    });
+    onPostgres(proc);
+    await waitForPostgres({ proc, pgdata: params.pgdata });
+    return proc;
   });
-  onPostgres(pg);
-  await waitForPostgres({ proc: pg, pgdata: params.pgdata });
   timings.start_postgres_ms = elapsedMs(t0);
 
   const t1 = performance.now();
   if (computeModeType(pspec.spec.mode) === "primary") {
-    await configureAsPrimary(env, pspec);
+    await inSpan("apply_config", () => configureAsPrimary(env, pspec));
     void reportInstalledExtensions(params.connstr, env.metrics);
   }
   timings.config_ms = elapsedMs(t1);
   timings.total_startup_ms = Math.max(0, Math.floor((nowMicros() - state.startTimeMicros) / 1000));
-  log.info("compute start finished", { metrics: JSON.stringify(timings), postmaster_pid: pg.pid });
+  log.info("compute start finished", {
+    metrics: JSON.stringify(timings),
+    pre_start: JSON.stringify(preStart.tasks),
+    postmaster_pid: pg.pid,
+  });
   return pg;
+}
+
+/**
+ * What must be done before Postgres starts, run concurrently: PGDATA (which waits for the TLS
+ * files when Postgres gets TLS), the remote extensions to preload, and the log exports.
+ */
+function preStartTasks(env: ComputeEnv, pspec: ParsedSpec): PreStartTask[] {
+  const { spec } = pspec;
+  const tasks: PreStartTask[] = [
+    { name: "pgdata", run: () => inSpan("prepare_pgdata", () => preparePgdata(env, pspec)) },
+  ];
+  if (spec.remote_extensions) {
+    tasks.push({ name: "remote_extensions", run: () => env.remote.prepareAtStart(pspec) });
+  }
+  // The audit export (start only) and then the Postgres log export: both restart rsyslog.
+  tasks.push({
+    name: "rsyslog",
+    run: async () => {
+      await env.sidecars.configureAuditExport(spec, env.params.pgdata);
+      await env.sidecars.configurePostgresLogsExport(spec);
+    },
+  });
+  return tasks;
 }
 
 async function configureAsPrimary(env: ComputeEnv, pspec: ParsedSpec): Promise<void> {
@@ -147,6 +181,7 @@ export async function reconfigureCompute(env: ComputeEnv, pspec: ParsedSpec): Pr
   );
   void env.sidecars.tunePgbouncerInBackground(pspec.spec);
   void env.sidecars.configureLocalProxyInBackground(pspec.spec);
+  await env.sidecars.configurePostgresLogsExport(pspec.spec);
   await writeCheckedConf(env, pspec);
   await pgCtlReload(env.tools.pgCtl, pgdata);
   if (catalogUpdatesSkipped(pspec.spec) === null) {

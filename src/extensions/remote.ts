@@ -1,4 +1,4 @@
-// Remote extensions (http.md §6.8, startup.md §2.2 step 3): fetching `{ext}.tar.zst` from the
+// Remote extensions: fetching `{ext}.tar.zst` from the
 // extension gateway into the directories pg_config reports, the control files written at start,
 // and the shared_preload_libraries preload.
 //
@@ -14,6 +14,7 @@ import type { ComputeMetrics } from "../api/responses.ts";
 import type { RemoteExtSpec } from "../api/spec.ts";
 import { type Logger, log as rootLog } from "../log.ts";
 import { httpStatusLabel, type Metrics } from "../metrics/registry.ts";
+import { spawnChild } from "../util/spawn.ts";
 import { BUILD_TAG } from "../version.ts";
 import { installPlan, planArchive } from "./archive.ts";
 import { archivePath, goArch, isAllowed, preloadLibraries, resolveExtension } from "./spec.ts";
@@ -54,7 +55,7 @@ const DEFAULT_MAX_TAR_BYTES = 1 << 30;
 
 /** Runs `pg_config --sharedir --pkglibdir` once (it prints one line per flag, in order). */
 export async function readPgDirs(pgConfig: string): Promise<PgDirs> {
-  const proc = Bun.spawn([pgConfig, "--sharedir", "--pkglibdir"], {
+  const proc = spawnChild([pgConfig, "--sharedir", "--pkglibdir"], {
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",

@@ -1,4 +1,4 @@
-// What the spec says about remote extensions (spec.md §1.6, http.md §6.8): which extensions this
+// What the spec says about remote extensions: which extensions this
 // compute may use, how a library name maps to an extension, where its archive lives, and which
 // libraries shared_preload_libraries asks for.
 import type { RemoteExtSpec } from "../api/spec.ts";

@@ -1,4 +1,4 @@
-// The HTTP conventions both compute_ctl servers share (http.md §1.1, §1.3, §1.4): request ids on
+// The HTTP conventions both compute_ctl servers share: request ids on
 // every response, the tracing-shaped access log, empty 404/405 bodies, `{"error": …}` bodies for
 // failures, the JSON body extractor's rejections, JWT guarding and the dual-stack listener.
 //
@@ -16,6 +16,7 @@ import { type AnyElysia, Elysia, StatusMap } from "elysia";
 import { type ComputeStatus, displayStatus } from "../api/status.ts";
 import { formatOneLine } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { startHttpSpan } from "../tracing/index.ts";
 import { readAllBounded } from "../util/streams.ts";
 import type { Authorizer } from "./auth.ts";
 import {
@@ -220,7 +221,8 @@ export function createHttpApp(opts: { name: "external" | "internal"; logger: Log
         uri,
         version: "HTTP/1.1",
       });
-      const info: RequestInfo = { id, log, start: performance.now() };
+      const span = startHttpSpan(request.method, pathOf(uri), request.headers);
+      const info: RequestInfo = { id, log, start: performance.now(), span };
       setRequestInfo(request, info);
       set.headers[X_REQUEST_ID] = id;
       log.info(`${request.method} ${uri}`, { request_id: id });
@@ -285,12 +287,13 @@ export function createHttpApp(opts: { name: "external" | "internal"; logger: Log
         code,
         latency: Math.floor(performance.now() - info.start),
       });
+      info.span?.end(code);
     });
 }
 
 /**
  * A plugin that makes every route registered after it, on the instance that uses it, require
- * the JWT check (http.md §1.5). Failures answer `{"error": …}` with 400/401/403 and are logged
+ * the JWT check. Failures answer `{"error": …}` with 400/401/403 and are logged
  * at ERROR, like the reference. Unknown paths and wrong methods are decided before it runs.
  */
 export function authGuard(authorize: Authorizer) {

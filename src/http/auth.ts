@@ -1,4 +1,4 @@
-// JWT authorization of the external server (http.md §1.5). Tokens are compact JWS signed by one
+// JWT authorization of the external server. Tokens are compact JWS signed by one
 // of the JWKS keys; the claims are checked here by hand because the reference's rules (optional
 // exp with 60 s leeway, nbf/iat/iss ignored, aud only checked for admin tokens) differ from what
 // a generic JWT validator enforces.
@@ -37,7 +37,7 @@ interface Claims {
 const PUBLIC_MEMBERS = ["kty", "crv", "x", "y", "n", "e", "k"];
 
 function keyName(jwk: Record<string, unknown>, index: number): string {
-  // A JWK without `kid` is legal; the reference crashes on it (quirk #9), we name it by position.
+  // A JWK without `kid` is legal; the reference crashes on it; we name it by position.
   return typeof jwk.kid === "string" ? jwk.kid : `#${index} (no kid)`;
 }
 

@@ -1,4 +1,4 @@
-// The OpenAPI 3.0 document the servers publish (issue 5 item 6), built from the same TypeBox
+// The OpenAPI 3.0 document the servers publish, built from the same TypeBox
 // schemas that validate bodies, so it cannot drift from them. TypeBox schemas are JSON Schema
 // (2020-12 flavoured); OpenAPI 3.0 takes a dialect of draft 4, so the walk below collects every
 // schema with a `$id` as a component and rewrites the keywords 3.0 lacks (`const`, `type: null`
@@ -179,7 +179,7 @@ export interface ResponseDoc {
 
 export interface RouteDoc {
   server: Server;
-  /** Behind the JWT guard (http.md §1.5). */
+  /** Behind the JWT guard. */
   auth: boolean;
   method: Method;
   /** The OpenAPI path template. */
@@ -198,7 +198,7 @@ const error = (description: string): ResponseDoc => ({ description, json: Generi
 const wrongStatus = error(
   "The compute is not in a state that allows this (`invalid compute status: <status>`).",
 );
-// The reference's Json extractor rejections (http.md §1.3), shared by every route with a body.
+// The reference's Json extractor rejections, shared by every route with a body.
 const bodyRejections: Record<number, ResponseDoc> = {
   400: error("The body is not valid JSON."),
   413: error("The body is larger than 2 MiB."),
@@ -359,11 +359,31 @@ export const ROUTES: RouteDoc[] = [
       },
     ],
     responses: {
-      200: { description: "Terminated.", json: TerminateResponse },
+      200: {
+        description:
+          "Terminated. In lakebase mode an Empty compute answers 200 with an empty body instead and the process exits 0 five seconds later.",
+        json: TerminateResponse,
+      },
       201: { description: "Was already terminated.", json: TerminateResponse },
       400: error("Bad `mode`."),
       412: wrongStatus,
       500: error("The shutdown failed."),
+    },
+  },
+  {
+    server: "external",
+    auth: true,
+    method: "get",
+    path: "/hadron_liveness_probe",
+    route: "/hadron_liveness_probe",
+    operationId: "hadronLivenessProbe",
+    summary: "Whether Postgres accepts connections (`pg_isready -p <connstr port>`).",
+    responses: {
+      200: {
+        description: 'Postgres accepts connections: the JSON string `"ok"`.',
+        content: { type: "application/json", schema: { type: "string", enum: ["ok"] } },
+      },
+      500: error("pg_isready failed, or the connstr names no port."),
     },
   },
   {
@@ -505,6 +525,24 @@ export const ROUTES: RouteDoc[] = [
       409: error("The spec has no remote_extensions."),
       412: error("No --remote-ext-base-url, or no spec yet."),
       500: error("The download or the installation failed."),
+    },
+  },
+  {
+    server: "internal",
+    auth: false,
+    method: "post",
+    path: "/refresh_configuration",
+    route: "/refresh_configuration",
+    operationId: "refreshConfiguration",
+    summary:
+      "Ask for the configuration to be read again (called by Postgres on page request errors).",
+    description:
+      "Counts the call in pg_cctl_pagestream_request_errors_total. From running, failed or refresh_configuration_pending the compute becomes refresh_configuration_pending and re-reads its configuration; in init nothing changes. Does not wait for the refresh.",
+    responses: {
+      200: empty("Accepted (empty body)."),
+      500: error(
+        "The compute is in a status that allows no refresh (`Cannot refresh compute configuration in state <Status>`).",
+      ),
     },
   },
   {

@@ -1,6 +1,7 @@
 // Per-request bookkeeping shared by the access log, the error mapping and handlers: the request id
-// (echoed from `x-request-id` or generated, http.md §1.4), the request's logger span and its start.
+// (echoed from `x-request-id` or generated), the request's logger span and its start.
 import type { Logger } from "../log.ts";
+import type { HttpSpan } from "../tracing/index.ts";
 
 export const X_REQUEST_ID = "x-request-id";
 
@@ -10,6 +11,8 @@ export interface RequestInfo {
   log: Logger;
   /** performance.now() at arrival, for the latency field. */
   start: number;
+  /** The request's `HTTP` trace span; null when tracing is off. */
+  span: HttpSpan | null;
 }
 
 // Keyed by the Request object so nothing leaks once the request is gone.

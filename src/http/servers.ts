@@ -20,6 +20,7 @@ import { extensionsRoutes } from "./routes/extensions.ts";
 import { failpointsRoutes } from "./routes/failpoints.ts";
 import { grantsRoutes } from "./routes/grants.ts";
 import { insightsRoutes } from "./routes/insights.ts";
+import { livenessProbeRoutes, refreshConfigurationRoutes } from "./routes/lakebase.ts";
 import { lfcRoutes } from "./routes/lfc.ts";
 import { metricsJsonRoutes, prometheusRoutes } from "./routes/metrics.ts";
 import { openapiRoutes } from "./routes/openapi.ts";
@@ -43,6 +44,8 @@ export interface ServerContext {
   remote: RemoteExtensions;
   /** pg_dump next to --pgbin, for /database_schema. */
   pgDump: string;
+  /** pg_isready next to --pgbin, for /hadron_liveness_probe. */
+  pgIsready: string;
   /** null: the configuration had no JWKS, and every authenticated route answers 401. */
   jwks: JwkSet | null;
   /** INSTANCE_ID is set: the external server skips JWT checks (Hadron). */
@@ -66,7 +69,8 @@ export async function externalApp(ctx: ServerContext) {
     .use(catalogRoutes({ connstr, pgDump: ctx.pgDump }))
     .use(writabilityRoutes({ connstr, state: ctx.state }))
     .use(insightsRoutes({ connstr, state: ctx.state }))
-    .use(promoteRoutes({ connstr, lfc: ctx.lfc, lifecycle: ctx.lifecycle }));
+    .use(promoteRoutes({ connstr, lfc: ctx.lfc, lifecycle: ctx.lifecycle }))
+    .use(livenessProbeRoutes({ pgIsready: ctx.pgIsready, connstr }));
   return createHttpApp({ name: "external", logger: log })
     .use(prometheusRoutes(ctx.metrics))
     .use(openapiRoutes(OPENAPI))
@@ -81,6 +85,7 @@ export function internalApp(ctx: ServerContext) {
     .use(extensionServerRoutes({ remote: ctx.remote, pspec: () => ctx.lifecycle.spec }))
     .use(grantsRoutes({ connstr, state: ctx.state }))
     .use(extensionsRoutes({ connstr, state: ctx.state }))
+    .use(refreshConfigurationRoutes({ lifecycle: ctx.lifecycle, metrics: ctx.metrics }))
     .use(failpointsRoutes());
 }
 

@@ -1,6 +1,5 @@
-// Addressing and HTTP for endpoint storage, the peer that keeps each endpoint's LFC state
-// (http.md §3.1, §3.7): `http://{addr}/{tenant}/{timeline}/{endpoint}/lfc_state` with an opaque
-// bearer token. One request per call, no retries, like the reference, but with a timeout.
+// Addressing and HTTP for endpoint storage, the peer that keeps each endpoint's LFC state:
+// `http://{addr}/{tenant}/{timeline}/{endpoint}/lfc_state` with an opaque bearer token. One request per call, no retries, like the reference, but with a timeout.
 import type { ParsedSpec } from "../api/parsed-spec.ts";
 
 const KEY = "lfc_state";

@@ -1,4 +1,4 @@
-// LFC prewarm and offload (http.md §3): the two state machines, the background runs behind
+// LFC prewarm and offload: the two state machines, the background runs behind
 // POST /lfc/prewarm and /lfc/offload, and the periodic offloader. State changes are synchronous
 // assignments; a run is a promise that tests and the lifecycle can await.
 import postgres, { type Sql } from "postgres";

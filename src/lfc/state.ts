@@ -1,4 +1,4 @@
-// The LFC prewarm and offload states exactly as the reference serializes them (http.md §2):
+// The LFC prewarm and offload states exactly as the reference serializes them:
 // internally tagged on `status`, snake_case, fields in the reference's declaration order.
 
 import type { LfcOffloadState, LfcPrewarmState } from "../api/lfc.ts";

@@ -9,7 +9,7 @@ export function createMetrics() {
     registry,
     up: new Gauge({
       name: "compute_ctl_up",
-      help: "Compute Control Plane up (the status label is the compute status)",
+      help: "Whether compute_ctl is running",
       labelNames: ["build_tag", "status"] as const,
       registers: r,
     }),
@@ -25,21 +25,21 @@ export function createMetrics() {
       labelNames: ["rpc", "http_status"] as const,
       registers: r,
     }),
-    migrationFailed: new Counter({
-      name: "compute_ctl_db_migration_failed_total",
-      help: "Total number of failed database migrations",
-      labelNames: ["migration_id"] as const,
-      registers: r,
-    }),
     remoteExtRequests: new Counter({
       name: "compute_ctl_remote_ext_requests_total",
       help: "Total number of requests made by compute_ctl to download extensions from S3 proxy by status",
       labelNames: ["http_status", "filename"] as const,
       registers: r,
     }),
+    migrationFailed: new Counter({
+      name: "compute_ctl_db_migration_failed_total",
+      help: "Total number of failed database migrations",
+      labelNames: ["migration_id"] as const,
+      registers: r,
+    }),
     auditLogDirSize: new Gauge({
       name: "compute_audit_log_dir_size",
-      help: "Size of the audit log directory",
+      help: "Size of audit log directory in bytes",
       registers: r,
     }),
     pgCurrentDowntimeMs: new Gauge({
@@ -72,8 +72,9 @@ export function createMetrics() {
       help: "Total number of LFC offload errors",
       registers: r,
     }),
-    // The reference always exports these two (its "Hadron" metrics). The first counts
-    // /refresh_configuration calls, a lakebase route not served here, so it stays 0.
+    // The reference's "Hadron" metrics, always exported. The first counts /refresh_configuration
+    // calls (Postgres makes them when its page requests fail); the second counts apply statements
+    // cancelled by a statement timeout, in lakebase mode only.
     pagestreamRequestErrors: new Counter({
       name: "pg_cctl_pagestream_request_errors_total",
       help: "Number of PageStream request errors reported by the postgres process",
@@ -82,6 +83,13 @@ export function createMetrics() {
     configureStatementTimeoutErrors: new Counter({
       name: "pg_cctl_configure_statement_timeout_errors_total",
       help: "Number of compute configuration errors due to Postgres statement timeouts.",
+      registers: r,
+    }),
+    // Lakebase mode with INSTANCE_ID only: one series once a spec is known.
+    attached: new Gauge({
+      name: "pg_cctl_attached",
+      help: "Compute node attached status (1 if attached)",
+      labelNames: ["pg_compute_id", "pg_instance_id", "tenant_id", "timeline_id"] as const,
       registers: r,
     }),
     // Ours, beyond the reference: the vm-monitor (autoscaling VMs only; 0 elsewhere).

@@ -25,6 +25,8 @@ export interface LocalConnectOptions {
   user?: string;
   database?: string;
   connectTimeoutSeconds?: number;
+  /** More `-c` options after the forced ones and the connstr's (later ones win). */
+  extraOptions?: string;
 }
 
 /** A postgres.js client for the local Postgres (lazy: it connects on first use). */
@@ -49,7 +51,12 @@ export function localClient(connstr: URL, opts: LocalConnectOptions): Sql {
     onnotice: (n) => log.debug(`postgres notice: ${n.message}`),
     connection: {
       application_name: opts.applicationName,
-      options: connectionOptions(connstr, role === "zenith_admin" ? "zenith_admin" : "cloud_admin"),
+      options: [
+        connectionOptions(connstr, role === "zenith_admin" ? "zenith_admin" : "cloud_admin"),
+        opts.extraOptions,
+      ]
+        .filter(Boolean)
+        .join(" "),
     },
   });
 }
@@ -64,8 +71,9 @@ const AUTH_FAILURES = new Set(["28P01", "28000"]);
 export async function maintenanceClient(
   connstr: URL,
   applicationName = "compute_ctl:apply_config",
+  extraOptions?: string,
 ): Promise<Sql> {
-  const sql = localClient(connstr, { applicationName });
+  const sql = localClient(connstr, { applicationName, extraOptions });
   try {
     await sql.unsafe("SET neon.forward_ddl = false").simple();
     return sql;
@@ -83,7 +91,7 @@ export async function maintenanceClient(
   } finally {
     await admin.end({ timeout: 1 }).catch(() => {});
   }
-  const again = localClient(connstr, { applicationName });
+  const again = localClient(connstr, { applicationName, extraOptions });
   await again.unsafe("SET neon.forward_ddl = false").simple();
   return again;
 }

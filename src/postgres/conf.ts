@@ -1,5 +1,5 @@
-// postgresql.conf rendering: the reference's `write_postgres_conf`, line for line (spec.md §2,
-// startup.md §2.4). Rendering is a pure function of its inputs so that the exact text can be
+// postgresql.conf rendering: the reference's `write_postgres_conf`, line for line.
+// Rendering is a pure function of its inputs so that the exact text can be
 // pinned by hand-written goldens; the file write and the /proc read are separate small effects.
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";

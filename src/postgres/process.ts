@@ -6,6 +6,7 @@ import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { log } from "../log.ts";
 import { environment, pgKnobs } from "../testing-knobs.ts";
+import { spawnChild } from "../util/spawn.ts";
 import { forwardPostgresLogs } from "./log-forwarder.ts";
 
 /** Run a child as another user. Only tests need it: compute_ctl runs as the Postgres user. */
@@ -65,7 +66,7 @@ export type PostgresProcess = Subprocess<"ignore", "inherit", "pipe"> & {
  */
 export function spawnPostgres(opts: SpawnPostgresOptions): PostgresProcess {
   const cmd = maybeCgexec([opts.pgbin, "-D", opts.pgdata]);
-  const proc = Bun.spawn(cmd, {
+  const proc = spawnChild(cmd, {
     env: childEnv(opts.token, opts.extraEnv),
     stdin: "ignore",
     stdout: "inherit",
@@ -185,7 +186,7 @@ export async function pgCtlReload(
 ): Promise<void> {
   let proc: Subprocess<"ignore", "pipe", "pipe">;
   try {
-    proc = Bun.spawn([pgCtl, "reload", "-D", pgdata], {
+    proc = spawnChild([pgCtl, "reload", "-D", pgdata], {
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",
@@ -215,8 +216,8 @@ export function coreDumpDir(pgdata: string): string {
  * The core files (`core` or `core.*`) in the core dump directory for `pgdata`. A directory that
  * cannot be read gives none (logged), since this only serves diagnostics after an exit.
  */
-export async function findCoreDumps(pgdata: string): Promise<string[]> {
-  const dir = coreDumpDir(pgdata);
+export async function findCoreDumps(pgdata: string, dirOverride?: string): Promise<string[]> {
+  const dir = dirOverride ?? coreDumpDir(pgdata);
   log.info(`checking for core dumps in ${dir}`);
   let names: string[];
   try {
@@ -252,7 +253,7 @@ export async function logCoreDumpBacktraces(pgbin: string, cores: string[]): Pro
       continue;
     }
     try {
-      const proc = Bun.spawn(cmd, {
+      const proc = spawnChild(cmd, {
         stdin: "ignore",
         stdout: "pipe",
         stderr: "pipe",

@@ -1,6 +1,7 @@
 // A schema-only pg_dump of one database, streamed: what GET /database_schema answers with.
 import { log } from "../log.ts";
 import { environment } from "../testing-knobs.ts";
+import { spawnChild } from "../util/spawn.ts";
 
 /**
  * How a dump went. `stream` carries pg_dump's stdout from its first byte on; the failures are
@@ -133,7 +134,7 @@ export async function dumpSchema(
 }
 
 function spawnDump(pgDump: string, host: string, port: string, user: string, dbname: string) {
-  return Bun.spawn([pgDump, "--host", host, "--port", port, "--username", user, "--schema-only"], {
+  return spawnChild([pgDump, "--host", host, "--port", port, "--username", user, "--schema-only"], {
     env: { ...environment.all(), PGDATABASE: dbname },
     stdin: "ignore",
     stdout: "pipe",

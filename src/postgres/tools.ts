@@ -4,6 +4,7 @@ import { realpathSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { ConfigError } from "../errors.ts";
 import { environment } from "../testing-knobs.ts";
+import { spawnChild } from "../util/spawn.ts";
 
 export interface PgTools {
   postgres: string;
@@ -71,7 +72,7 @@ export async function pgMajorVersion(pgConfig: string): Promise<number> {
   let stderr: string;
   let exitCode: number | null;
   try {
-    const proc = Bun.spawn([pgConfig, "--version"], {
+    const proc = spawnChild([pgConfig, "--version"], {
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",

@@ -1,11 +1,20 @@
 // The compute's neighbours as the lifecycle sees them: one object per compute_ctl run that knows
 // how this host reaches pgbouncer and local_proxy, and runs their background tasks one after
 // another so two reconfigures never interleave their writes.
+
+import { join } from "node:path";
+import { AUDIT_EXPORT_LEVELS } from "../api/sidecar-values.ts";
 import type { ComputeSpec, TlsConfig } from "../api/spec.ts";
 import { formatOneLine } from "../errors.ts";
 import { log } from "../log.ts";
+import { startAuditGc } from "./audit-gc.ts";
 import { configureLocalProxy, type LocalProxyPaths, localProxyPaths } from "./local-proxy.ts";
 import { type PgbouncerTarget, pgbouncerTarget, tunePgbouncer } from "./pgbouncer.ts";
+import {
+  configureAuditRsyslog,
+  configurePostgresLogsExport,
+  parseAuditSyslogAddress,
+} from "./rsyslog.ts";
 
 export interface SidecarsOptions {
   /** compute_ctl_config.tls; the sidecars use it only with the `tls_experimental` feature. */
@@ -13,6 +22,12 @@ export interface SidecarsOptions {
   autoscaling: boolean;
   pgbouncerPassword: string | null;
   pgbouncerPort: number;
+  /** AUDIT_LOGGING_ENDPOINT and AUDIT_LOGGING_TLS_ENDPOINT ("" when unset). */
+  auditEndpoint?: string;
+  auditTlsEndpoint?: string;
+  /** The pgaudit log clean-up period (60 s) and where the log directory's size goes. */
+  auditGcMs?: number;
+  setAuditLogDirSize?: (bytes: number) => void;
 }
 
 export class Sidecars {
@@ -21,6 +36,7 @@ export class Sidecars {
   readonly #abort = new AbortController();
   #pgbouncerQueue: Promise<void> = Promise.resolve();
   #localProxyQueue: Promise<unknown> = Promise.resolve();
+  #auditGc: { stop(): void } | null = null;
 
   constructor(private readonly opts: SidecarsOptions) {
     this.pgbouncer = pgbouncerTarget({
@@ -81,8 +97,40 @@ export class Sidecars {
     });
   }
 
+  /**
+   * The compliance audit export, at start only: with audit_log_level Hipaa, Extended or Full,
+   * the rsyslog file for the collector the environment names, rsyslog restarted, and the pgaudit
+   * log clean-up started. Throws when the collector is missing or invalid or rsyslog fails.
+   */
+  async configureAuditExport(spec: ComputeSpec, pgdata: string): Promise<void> {
+    if (!AUDIT_EXPORT_LEVELS.includes(spec.audit_log_level)) return;
+    const plain = this.opts.auditEndpoint ?? "";
+    const tls = this.opts.auditTlsEndpoint ?? "";
+    if (plain === "" && tls === "") {
+      throw new Error("AUDIT_LOGGING_ENDPOINT and AUDIT_LOGGING_TLS_ENDPOINT are both empty");
+    }
+    const logDirectory = join(pgdata, "log");
+    await configureAuditRsyslog({
+      logDirectory,
+      endpointId: spec.endpoint_id ?? "",
+      projectId: spec.project_id ?? "",
+      address: parseAuditSyslogAddress(plain, tls),
+    });
+    this.#auditGc ??= startAuditGc({
+      logDirectory,
+      intervalMs: this.opts.auditGcMs ?? 60_000,
+      setSize: this.opts.setAuditLogDirSize ?? (() => {}),
+    });
+  }
+
+  /** The Postgres log export (logs_export_host), at start and on every reconfigure. */
+  async configurePostgresLogsExport(spec: ComputeSpec): Promise<void> {
+    await configurePostgresLogsExport(spec.logs_export_host);
+  }
+
   /** Ends every background task (compute_ctl is exiting). */
   stop(): void {
     this.#abort.abort(new Error("compute_ctl is shutting down"));
+    this.#auditGc?.stop();
   }
 }

@@ -14,6 +14,12 @@ export interface ApplySqlOptions {
   /** ParsedSpec.timelineId: the drop-subscriptions marker's key. */
   timelineId: string;
   concurrency: number;
+  /** Lakebase mode: the Databricks phases and the privileged role without REPLICATION. */
+  lakebase?: boolean;
+  /** More `-c` options for every apply connection (lakebase: `-c statement_timeout=2min`). */
+  extraOptions?: string;
+  /** Called for every failed statement. */
+  onStatementError?: (err: unknown) => void;
 }
 
 export interface ApplyResult extends ExecuteReport {
@@ -41,13 +47,14 @@ async function plan(sql: Sql, spec: ComputeSpec, opts: ApplySqlOptions): Promise
   return planSpec(snapshot, spec, {
     privilegedRoleName: opts.privilegedRoleName,
     timelineId: opts.timelineId,
+    lakebase: opts.lakebase,
   });
 }
 
 /** Brings the catalog of the Postgres at `connstr` in line with `spec`. */
 export async function applySpecSql(spec: ComputeSpec, opts: ApplySqlOptions): Promise<ApplyResult> {
   log.info(`Applying config with max ${opts.concurrency} concurrency`);
-  const sql = await maintenanceClient(opts.connstr, APPLY_APPLICATION_NAME);
+  const sql = await maintenanceClient(opts.connstr, APPLY_APPLICATION_NAME, opts.extraOptions);
   try {
     const t0 = performance.now();
     const p = await plan(sql, spec, opts);
@@ -56,6 +63,8 @@ export async function applySpecSql(spec: ComputeSpec, opts: ApplySqlOptions): Pr
       connstr: opts.connstr,
       concurrency: opts.concurrency,
       main: sql,
+      extraOptions: opts.extraOptions,
+      onStatementError: opts.onStatementError,
     });
     const t2 = performance.now();
     log.info("applied the spec", {
@@ -99,7 +108,7 @@ function parseUsize(text: string): number | null {
 }
 
 /**
- * Concurrency on the first start, from max_connections (spec.md §3.7): taken from the settings,
+ * Concurrency on the first start, from max_connections: taken from the settings,
  * else from the first postgresql_conf line whose key is exactly max_connections with an integer
  * value. Clamped to at least 1 (0 would never run a task).
  */

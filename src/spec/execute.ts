@@ -17,6 +17,10 @@ export interface ExecuteOptions {
   /** The maintenance connection, already connected to the system database. */
   main: Sql;
   applicationName?: string;
+  /** More `-c` options for the per-database connections (see LocalConnectOptions). */
+  extraOptions?: string;
+  /** Called for every statement that fails, not only the first of its phase. */
+  onStatementError?: (err: unknown) => void;
 }
 
 export interface ExecuteReport {
@@ -26,8 +30,13 @@ export interface ExecuteReport {
 }
 
 /** A connection to one database with the maintenance options (names of any form work). */
-export function databaseClient(connstr: URL, database: string, applicationName: string): Sql {
-  return localClient(connstr, { applicationName, database });
+export function databaseClient(
+  connstr: URL,
+  database: string,
+  applicationName: string,
+  extraOptions?: string,
+): Sql {
+  return localClient(connstr, { applicationName, database, extraOptions });
 }
 
 /**
@@ -35,9 +44,17 @@ export function databaseClient(connstr: URL, database: string, applicationName: 
  * statement order) is the phase's error. Later statements were already sent and still ran, as in
  * the reference; each is written to be idempotent, so a retry converges.
  */
-async function runPhase(sql: Sql, p: Phase, where: string): Promise<number> {
+async function runPhase(
+  sql: Sql,
+  p: Phase,
+  where: string,
+  onError?: (err: unknown) => void,
+): Promise<number> {
   log.debug(`applying phase ${p.name}${where}`, { statements: p.statements.length });
   const results = await Promise.allSettled(p.statements.map((s) => sql.unsafe(s.sql).simple()));
+  if (onError) {
+    for (const r of results) if (r.status === "rejected") onError(r.reason);
+  }
   const failed = results.findIndex((r) => r.status === "rejected");
   if (failed >= 0) {
     const stmt = p.statements[failed]!;
@@ -85,16 +102,16 @@ export async function executePlan(plan: Plan, opts: ExecuteOptions): Promise<Exe
       report.statements += n;
     };
     if (task.database === null) {
-      for (const p of task.phases) count(await runPhase(opts.main, p, ""));
+      for (const p of task.phases) count(await runPhase(opts.main, p, "", opts.onStatementError));
       return;
     }
     const where = ` in database ${task.database}`;
-    const sql = databaseClient(opts.connstr, task.database, appName);
+    const sql = databaseClient(opts.connstr, task.database, appName, opts.extraOptions);
     report.connections++;
     try {
       // Pipelined ahead of the first phase: compute_ctl's own DDL is not forwarded.
       await sql.unsafe("SET neon.forward_ddl = false").simple();
-      for (const p of task.phases) count(await runPhase(sql, p, where));
+      for (const p of task.phases) count(await runPhase(sql, p, where, opts.onStatementError));
     } finally {
       await sql.end({ timeout: 5 }).catch(() => {});
     }
@@ -107,11 +124,15 @@ export async function executePlan(plan: Plan, opts: ExecuteOptions): Promise<Exe
     else throw err;
   }
 
-  for (const p of plan.main) report.statements += await runPhase(opts.main, p, "");
+  for (const p of plan.main) {
+    report.statements += await runPhase(opts.main, p, "", opts.onStatementError);
+  }
 
   const errors = await pool(plan.perDatabase, limit, runTask);
   if (errors.length > 0) throw errors[0];
 
-  for (const p of plan.final) report.statements += await runPhase(opts.main, p, "");
+  for (const p of plan.final) {
+    report.statements += await runPhase(opts.main, p, "", opts.onStatementError);
+  }
   return report;
 }

@@ -1,5 +1,5 @@
-// Catalog migrations, run once per cluster in the background after a primary's first apply
-// (spec.md §5). neon_migration.migration_id holds how many have run; each runs in its own
+// Catalog migrations, run once per cluster in the background after a primary's first apply.
+// neon_migration.migration_id holds how many have run; each runs in its own
 // transaction together with the bump of that counter, so a failure leaves the previous count and
 // the next start resumes there. ONLY APPEND to the list: ids are positions.
 import type { Sql } from "postgres";
@@ -61,11 +61,16 @@ $$`,
   "GRANT pg_signal_backend TO {priv} WITH ADMIN OPTION",
 ];
 
-export function renderMigrations(privilegedRoleName: string): string[] {
+export function renderMigrations(privilegedRoleName: string, lakebase = false): string[] {
   if (!/^[a-z_]+$/.test(privilegedRoleName)) {
     throw new Error(`invalid privileged role name '${privilegedRoleName}'`);
   }
-  return MIGRATIONS.map((m) => m.replaceAll("{priv}", privilegedRoleName));
+  const rendered = MIGRATIONS.map((m) => m.replaceAll("{priv}", privilegedRoleName));
+  // Lakebase's privileged role is databricks_superuser: every neon_superuser in the rendered
+  // text, the default role name included, is renamed.
+  return lakebase
+    ? rendered.map((m) => m.replaceAll("neon_superuser", "databricks_superuser"))
+    : rendered;
 }
 
 const PREPARE = [

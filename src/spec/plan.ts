@@ -1,5 +1,5 @@
 // The planner: a pure function from (catalog snapshot, spec, options) to the statements that
-// bring the catalog in line with the spec, grouped into the reference's phases (spec.md §3.3) and
+// bring the catalog in line with the spec, grouped into the reference's phases and
 // by the database they run in. Nothing here touches Postgres, so the plan can be printed (dry
 // run) or unit-tested, and the executor only runs what it is given.
 import type { ComputeSpec, Database, DeltaOp } from "../api/spec.ts";
@@ -42,6 +42,12 @@ export interface PlanOptions {
   privilegedRoleName: string;
   /** The timeline recorded in the drop-subscriptions marker (ParsedSpec.timelineId). */
   timelineId: string;
+  /**
+   * Lakebase mode: the privileged role has no REPLICATION, and the Databricks phases run
+   * (roles after CreatePrivilegedRole; the auth extension after the neon one; grants and misc
+   * objects after DropRoles).
+   */
+  lakebase?: boolean;
 }
 
 /** The mutable view of the catalog that phases update as they plan (the reference's context). */
@@ -254,8 +260,23 @@ export function planSpec(snapshot: CatalogSnapshot, spec: ComputeSpec, opts: Pla
     preDrop.push({ database: op.name, phases: [dropSubscriptionsPhase(op.name)] });
   }
 
+  const lakebase = opts.lakebase ?? false;
   const main = nonEmpty([
-    phase("CreatePrivilegedRole", [{ sql: q.createPrivilegedRole(priv) }]),
+    phase("CreatePrivilegedRole", [{ sql: q.createPrivilegedRole(priv, lakebase) }]),
+    ...(lakebase
+      ? [
+          phase(
+            "CreateDatabricksRoles",
+            q.createDatabricksRoles().map((sql) => ({ sql })),
+          ),
+          phase("AlterDatabricksRoles", [
+            {
+              sql: q.ALTER_DATABRICKS_READER_ROLES,
+              comment: "Backfill existing databricks_reader_* roles with statement timeout",
+            },
+          ]),
+        ]
+      : []),
     dropInvalidDatabases(ctx),
     renameRoles(ctx, spec),
     createAndAlterRoles(ctx, spec, priv),
@@ -298,6 +319,14 @@ export function planSpec(snapshot: CatalogSnapshot, spec: ComputeSpec, opts: Pla
       "HandleNeonExtension",
       q.NEON_EXTENSION.map((s) => ({ ...s })),
     ),
+    ...(lakebase
+      ? [
+          phase(
+            "HandleDatabricksAuthExtension",
+            q.DATABRICKS_AUTH_EXTENSION.map((s) => ({ ...s })),
+          ),
+        ]
+      : []),
     phase("CreateAvailabilityCheck", [{ sql: q.HEALTH_CHECK }]),
     phase(
       "DropRoles",
@@ -306,6 +335,20 @@ export function planSpec(snapshot: CatalogSnapshot, spec: ComputeSpec, opts: Pla
         comment: `deleting role ${op.name}`,
       })),
     ),
+    ...(lakebase
+      ? [
+          phase(
+            "AddDatabricksGrants",
+            q.DATABRICKS_GRANTS.map((s) => ({ ...s })),
+          ),
+          phase("CreateDatabricksMisc", [
+            {
+              sql: q.DATABRICKS_MISC,
+              comment: "The function databricks_monitor uses to convert exception to 0 or 1",
+            },
+          ]),
+        ]
+      : []),
     ...(dropSubscriptions
       ? [
           phase("FinalizeDropLogicalSubscriptions", [

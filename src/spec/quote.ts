@@ -1,4 +1,4 @@
-// Quoting for the statements compute_ctl builds (spec.md §4). Names from the spec are never
+// Quoting for the statements compute_ctl builds. Names from the spec are never
 // spliced into SQL unquoted: identifiers are double-quoted, literals escaped, and values that
 // PL/pgSQL bodies need are dollar-quoted with a tag the value cannot contain.
 import type { Database, GenericOption, GenericOptions, Role } from "../api/spec.ts";

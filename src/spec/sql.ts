@@ -2,7 +2,8 @@
 // comparisons use OPERATOR(pg_catalog.…), so objects planted in a user's search_path cannot
 // change what runs. Values that PL/pgSQL needs arrive dollar-quoted (pgQuoteDollar) and reach
 // dynamic SQL only through format('%I').
-import { escapeLiteral, pgQuoteDollar } from "./quote.ts";
+import type { Role } from "../api/spec.ts";
+import { escapeLiteral, pgQuote, pgQuoteDollar, roleOptions } from "./quote.ts";
 
 /** `--privileged-role-name` is `^[a-z_]+$`, so it is written bare, as the reference does. */
 export function assertPrivilegedRoleName(name: string): void {
@@ -11,11 +12,15 @@ export function assertPrivilegedRoleName(name: string): void {
   }
 }
 
-export function createPrivilegedRole(priv: string): string {
+/** Lakebase mode creates the privileged role without REPLICATION. */
+export function createPrivilegedRole(priv: string, lakebase = false): string {
+  const attrs = lakebase
+    ? "CREATEDB CREATEROLE NOLOGIN BYPASSRLS"
+    : "CREATEDB CREATEROLE NOLOGIN REPLICATION BYPASSRLS";
   return `DO $$
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) '${priv}'::pg_catalog.name) THEN
-    CREATE ROLE ${priv} CREATEDB CREATEROLE NOLOGIN REPLICATION BYPASSRLS IN ROLE pg_read_all_data, pg_write_all_data;
+    CREATE ROLE ${priv} ${attrs} IN ROLE pg_read_all_data, pg_write_all_data;
   END IF;
 END
 $$`;
@@ -185,3 +190,121 @@ export const AUDIT = {
   // The system database is busy with monitoring queries and holds no user data.
   quietSystemDb: "ALTER DATABASE postgres SET pgaudit.log TO 'none'",
 };
+
+// Lakebase (Databricks) objects. The roles authenticate through databricks_pg_hba.conf, so they
+// have no password; each is created only when missing and never altered afterwards.
+const DATABRICKS_ROLES: Role[] = [
+  // The metrics exporter.
+  {
+    name: "databricks_monitor",
+    encrypted_password: null,
+    options: [{ name: "IN ROLE pg_monitor", value: null, vartype: "string" }],
+  },
+  // The Databricks control plane (certificate login).
+  {
+    name: "databricks_control_plane",
+    encrypted_password: null,
+    options: [{ name: "SUPERUSER", value: null, vartype: "string" }],
+  },
+  // The HTTP gateway (certificate login).
+  { name: "databricks_gateway", encrypted_password: null, options: null },
+];
+
+export function createDatabricksRoles(): string[] {
+  return DATABRICKS_ROLES.map(
+    (role) => `DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) '${role.name}'::pg_catalog.name) THEN
+    CREATE ROLE ${pgQuote(role.name)} ${roleOptions(role)};
+  END IF;
+END
+$$`,
+  );
+}
+
+/** Gives every databricks_reader_<n> role the statement timeout of databricks.reader_statement_timeout. */
+export const ALTER_DATABRICKS_READER_ROLES = `DO $$
+DECLARE
+  reader pg_catalog.name;
+  timeout_value pg_catalog.text;
+BEGIN
+  timeout_value := pg_catalog.current_setting('databricks.reader_statement_timeout', true);
+  IF timeout_value IS NOT NULL AND timeout_value OPERATOR(pg_catalog.<>) '' AND timeout_value OPERATOR(pg_catalog.<>) '0' THEN
+    FOR reader IN
+      SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.~) '^databricks_reader_\\d+$'
+    LOOP
+      EXECUTE pg_catalog.format('ALTER ROLE %I SET statement_timeout = %L', reader, timeout_value);
+      RAISE LOG 'Updated statement_timeout = % for role %', timeout_value, reader;
+    END LOOP;
+  END IF;
+END
+$$`;
+
+// compute_ctl's connections run with search_path='', so what these create or name is
+// schema-qualified (public, where the reference's start puts them) or looked up.
+export const DATABRICKS_AUTH_EXTENSION = [
+  {
+    sql: "DROP EXTENSION IF EXISTS databricks_auth",
+    comment: "dropping existing databricks_auth extension",
+  },
+  {
+    // Into public unless the extension's control file names its own schema.
+    sql: `DO $$
+BEGIN
+  PERFORM pg_catalog.set_config('search_path', 'public', true);
+  CREATE EXTENSION databricks_auth;
+END
+$$`,
+    comment: "creating databricks_auth extension",
+  },
+  {
+    sql: `DO $$
+DECLARE
+  schema_name pg_catalog.name;
+BEGIN
+  SELECT n.nspname INTO schema_name FROM pg_catalog.pg_extension e
+    JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace
+    WHERE e.extname OPERATOR(pg_catalog.=) 'databricks_auth';
+  EXECUTE pg_catalog.format('GRANT SELECT ON %I.databricks_auth_metrics TO pg_monitor', schema_name);
+END
+$$`,
+    comment: "grant select on databricks auth counters",
+  },
+];
+
+export const DATABRICKS_GRANTS = [
+  {
+    sql: "GRANT USAGE ON SCHEMA neon TO databricks_monitor",
+    comment: "Permissions needed to execute neon.* functions (in the postgres database)",
+  },
+  {
+    sql: "GRANT SELECT, INSERT, UPDATE ON public.health_check TO databricks_monitor",
+    comment: "Permissions needed for read and write probes",
+  },
+  {
+    sql: "GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(pg_catalog.text) TO databricks_monitor",
+    comment: "Permissions needed to monitor .snap file counts",
+  },
+  {
+    sql: "GRANT SELECT ON neon.neon_perf_counters TO databricks_monitor",
+    comment: "Permissions needed to access neon performance counters view",
+  },
+  {
+    sql: "GRANT EXECUTE ON FUNCTION neon.get_perf_counters() TO databricks_monitor",
+    comment: "Permissions needed to execute the underlying performance counters function",
+  },
+];
+
+/** The monitor's statement timeout and the write probe it calls (1, or an exception). */
+export const DATABRICKS_MISC = `ALTER ROLE databricks_monitor SET statement_timeout = '60s';
+
+CREATE OR REPLACE FUNCTION public.health_check_write_succeeds()
+RETURNS pg_catalog.int4 LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO public.health_check VALUES (1, pg_catalog.now())
+    ON CONFLICT (id) DO UPDATE SET updated_at = pg_catalog.now();
+  RETURN 1;
+EXCEPTION WHEN OTHERS THEN
+  RAISE EXCEPTION '[DATABRICKS_SMGR] health_check failed: [%] %', SQLSTATE, SQLERRM;
+END
+$$`;

@@ -9,6 +9,7 @@ import { log } from "../log.ts";
 import { forwardPostgresLogs } from "../postgres/log-forwarder.ts";
 import { type ChildRegistry, childEnv, maybeCgexec, type RunAs } from "../postgres/process.ts";
 import { pgKnobs } from "../testing-knobs.ts";
+import { spawnChild } from "../util/spawn.ts";
 
 /** After SIGTERM on timeout, how long the child gets before SIGKILL. */
 const KILL_GRACE_MS = 5_000;
@@ -47,7 +48,7 @@ function statusText(proc: Subprocess): string {
  */
 export async function syncSafekeepers(opts: SyncSafekeepersOptions): Promise<string> {
   const timeoutMs = opts.timeoutMs ?? pgKnobs.syncSkTimeoutMs;
-  const proc = Bun.spawn(maybeCgexec([opts.pgbin, "--sync-safekeepers"]), {
+  const proc = spawnChild(maybeCgexec([opts.pgbin, "--sync-safekeepers"]), {
     env: childEnv(opts.token, { PGDATA: opts.pgdata }),
     stdin: "ignore",
     stdout: "pipe",

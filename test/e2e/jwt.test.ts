@@ -1,4 +1,4 @@
-// The JWT matrix of the external server, against the compiled binary (http.md §1.5).
+// The JWT matrix of the external server, against the compiled binary.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { SignJWT } from "jose";
 import { emptyConfig, type RunningCompute, startCompute } from "../support/compute.ts";

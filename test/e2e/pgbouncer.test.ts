@@ -24,6 +24,8 @@ describe("pgbouncer", () => {
     });
     const s = await start({
       spec: { pgbouncer_settings: { default_pool_size: "17" } },
+      // AUTOSCALING also starts the vm-monitor: on a port of its own.
+      extraArgs: ["--vm-monitor-addr", `127.0.0.1:${await freePort()}`],
       env: {
         ...host.env,
         AUTOSCALING: "true",

@@ -1,7 +1,7 @@
 // POST /promote through the compiled binary: a Replica compute started from the local stack is
 // promoted with a Primary spec, and the refusals and the failpoint answer as the reference does.
 // Vanilla Postgres 15 blocks every commit once synchronous_standby_names = walproposer, so the
-// new spec sets synchronous_commit = local and an empty neon.safekeepers (http.md §7).
+// new spec sets synchronous_commit = local and an empty neon.safekeepers.
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";

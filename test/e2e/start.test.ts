@@ -3,6 +3,7 @@
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { lstat, readFile, readlink } from "node:fs/promises";
 import { join } from "node:path";
+import { startFakePageserver } from "../fakes/pageserver.ts";
 import { jsonOf } from "../support/compute.ts";
 import { cleanup, waitFor } from "../support/proc.ts";
 import { TENANT, TIMELINE } from "../support/stack.ts";
@@ -137,5 +138,42 @@ describe("Replica and Static", () => {
     expect(await terminate(s, "immediate")).toEqual({ code: 200, body: { lsn: null } });
     expect(await s.compute.exited).toBe(0);
     await expectNothingLeft(s);
+  });
+
+  test("Static: a /configure that moves the pageservers wakes the lease loop onto the new one", async () => {
+    // Valid for 10 minutes: the next renewal would be 9 minutes away.
+    const s = await start({ mode: "Static", lease: () => Date.now() + 600_000 });
+    const moved = await startFakePageserver({
+      basebackup: () => new Uint8Array(0),
+      tenantId: TENANT,
+      timelineId: TIMELINE,
+    });
+    try {
+      await waitStatus(s, "running");
+      const leases = (ps: { requests: { command: string }[] }) =>
+        ps.requests.filter((r) => r.command.startsWith("lease lsn"));
+      await waitFor(() => leases(s.stack.pageserver).length === 1, { what: "the first lease" });
+      const r = await s.compute.post("/configure", s.token, {
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          spec: { ...s.stack.spec, pageserver_connstring: moved.url },
+          compute_ctl_config: { jwks: { keys: [] } },
+        }),
+      });
+      expect(r.status).toBe(200);
+      await waitFor(() => leases(moved).length === 1, {
+        what: "a lease from the new pageserver",
+        timeoutMs: 10_000,
+      });
+      expect(leases(moved)[0]?.command).toBe(
+        `lease lsn ${TENANT} ${TIMELINE} ${s.stack.template.checkpointLsn} `,
+      );
+      expect(leases(s.stack.pageserver)).toHaveLength(1);
+      expect(s.compute.stderr.text).toContain("Pageserver config changed");
+      expect(await terminate(s, "immediate")).toEqual({ code: 200, body: { lsn: null } });
+      expect(await s.compute.exited).toBe(0);
+    } finally {
+      await moved.stop();
+    }
   });
 });

@@ -2,6 +2,7 @@
 // cgroup tree under COMPUTE_CTL_TESTING_HOST_ROOT whose memory.stat the test rewrites, and the
 // fake autoscaler-agent. MemTotal is 1 GiB, so the threshold at connect is 870.4 MiB.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { rmSync } from "node:fs";
 import { FakeAgent, type FakeCgroupHost, makeFakeCgroupHost } from "../fakes/autoscaler-agent.ts";
 import { cleanup, makeUserDir, waitFor } from "../support/proc.ts";
 import { type StandaloneMonitor, startStandaloneMonitor } from "../support/vm-monitor.ts";
@@ -145,6 +146,38 @@ describe("memory watcher and decisions (compute_ctl vm-monitor --cgroup)", () =>
     } finally {
       m.proc.kill("SIGTERM");
       await m.exited;
+    }
+  });
+
+  test("a watcher that stalls: a downscale after 5 s without a sample is an InternalError", async () => {
+    const stalled = makeFakeCgroupHost(await makeUserDir("vmm-stall-"), { memTotalBytes: GiB });
+    const m = await startStandaloneMonitor({
+      hostRoot: stalled.root,
+      args: ["--cgroup", "neon-postgres"],
+    });
+    try {
+      const agent = await FakeAgent.connected(m.url);
+      await settle(300);
+      // A FIFO nobody writes to: the next read of memory.stat never returns.
+      rmSync(stalled.statPath);
+      const mk = Bun.spawnSync(["mkfifo", "-m", "0644", stalled.statPath]);
+      expect(mk.exitCode).toBe(0);
+      await settle(5600);
+      expect(await agent.downscaleRequest({ cpu: 1, mem: GiB })).toEqual({
+        type: "InternalError",
+        error: "failed to downscale",
+        id: 2,
+      });
+      expect(m.stderr.text).toContain(
+        "haven't gotten cgroup memory stats recently enough to determine downscaling information",
+      );
+      // Still serving the agent otherwise.
+      expect(await agent.healthCheck()).toEqual({ type: "HealthCheck", id: 4 });
+    } finally {
+      m.proc.kill("SIGTERM");
+      const code = await Promise.race([m.exited, Bun.sleep(5000).then(() => "hung")]);
+      if (code === "hung") m.proc.kill("SIGKILL");
+      expect(code).toBe(0);
     }
   });
 

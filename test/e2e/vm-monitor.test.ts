@@ -129,6 +129,14 @@ describe("vm-monitor in a compute with AUTOSCALING", () => {
       what: "one vm-monitor connection",
     });
     expect(await b.healthCheck()).toEqual({ type: "HealthCheck", id: 2 });
+    // Memory pressure in the cgroup: an UpscaleRequest, counted in /metrics.
+    s.host.setUsage(1000 * MiB);
+    await b.waitUpscaleRequests(1, 5000);
+    expect(b.upscaleRequests[0]!.id).toBe(3);
+    s.host.setUsage(0);
+    expect(await metric(s, "compute_ctl_vm_monitor_upscale_requests_total")).toBeGreaterThanOrEqual(
+      1,
+    );
 
     // --- handshake refusals ---
     const c = await FakeAgent.connect(s.url);
@@ -272,6 +280,28 @@ describe("transport and Postgres down (compute_ctl vm-monitor)", () => {
       const closed = await agent.closed;
       expect(closed.at - t0).toBeLessThan(4500);
       expect(m.stderr.text).toContain("failed to create file cache");
+    } finally {
+      m.proc.kill("SIGTERM");
+      expect(await m.exited).toBe(0);
+    }
+  });
+
+  test("neither --cgroup nor --pgconnstr: every downscale is approved, nothing managed", async () => {
+    const host = makeFakeCgroupHost(await makeUserDir("vmm-host-"), { memTotalBytes: GiB });
+    const m = await startStandaloneMonitor({ hostRoot: host.root });
+    try {
+      const agent = await FakeAgent.connected(m.url);
+      expect(await agent.downscaleRequest({ cpu: 1, mem: 256 * MiB })).toEqual({
+        type: "DownscaleResult",
+        Ok: true,
+        Status: "monitor is not managing cgroup or file cache",
+        id: 2,
+      });
+      expect(await agent.upscaleNotification({ cpu: 2, mem: 2 * GiB })).toEqual({
+        type: "UpscaleConfirmation",
+        id: 4,
+      });
+      expect(agent.violations).toEqual([]);
     } finally {
       m.proc.kill("SIGTERM");
       expect(await m.exited).toBe(0);

@@ -1,5 +1,4 @@
-// The basebackup the fake pageserver serves: a gzip tar shaped like a real one (startup.md §2.6,
-// §8 P), made from `initdb -U cloud_admin` after one clean start and fast stop, so pg_wal holds a
+// The basebackup the fake pageserver serves: a gzip tar shaped like a real one, made from `initdb -U cloud_admin` after one clean start and fast stop, so pg_wal holds a
 // shutdown checkpoint vanilla Postgres 15 can start from. Left out, as a pageserver leaves them
 // out: postgresql.conf, postmaster.pid, postmaster.opts. Added: neon.signal and zenith.signal, and
 // Neon's sample pg_hba.conf. GNU headers and gzip level 1, as the pageserver writes them.

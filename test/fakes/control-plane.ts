@@ -49,6 +49,8 @@ export interface FakeControlPlane {
   requests: RecordedRequest[];
   /** Requests outside the protocol. A test that expects none should assert this is empty. */
   rejected: RecordedRequest[];
+  /** Serves `script` from the next request on, from its first entry (the last one repeats). */
+  setScript(script: ScriptEntry[]): void;
   stop(): Promise<void>;
 }
 
@@ -78,6 +80,7 @@ export async function startFakeControlPlane(
   opts: FakeControlPlaneOptions = {},
 ): Promise<FakeControlPlane> {
   if (script.length === 0) throw new Error("fake control plane: empty script");
+  let current = script;
   const requests: RecordedRequest[] = [];
   const rejected: RecordedRequest[] = [];
   let next = 0;
@@ -117,7 +120,7 @@ export async function startFakeControlPlane(
         return reject(401, `wrong Authorization header ${JSON.stringify(authorization)}`);
       }
 
-      const entry = script[Math.min(next, script.length - 1)] as ScriptEntry;
+      const entry = current[Math.min(next, current.length - 1)] as ScriptEntry;
       next++;
       if (entry === "hangup") {
         record({ ...base, answered: "hangup" });
@@ -140,6 +143,11 @@ export async function startFakeControlPlane(
     url: `http://${server.hostname}:${server.port}`,
     requests,
     rejected,
+    setScript(replacement: ScriptEntry[]) {
+      if (replacement.length === 0) throw new Error("fake control plane: empty script");
+      current = replacement;
+      next = 0;
+    },
     async stop() {
       await server.stop(true);
     },

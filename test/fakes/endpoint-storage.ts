@@ -1,4 +1,4 @@
-// A strict in-process endpoint storage (http.md §3.7, §7.2): GET/PUT/DELETE of
+// A strict in-process endpoint storage: GET/PUT/DELETE of
 // /{tenant}/{timeline}/{endpoint}/lfc_state with a bearer token, answered as the real service
 // answers, plus knobs for tests (forced statuses, delays) and a timestamped request log.
 // Strict: a request compute_ctl must never send (another key, another method, a malformed id,

@@ -1,4 +1,4 @@
-// A strict in-process remote extension gateway (http.md §6.8, §7.2): GET
+// A strict in-process remote extension gateway: GET
 // `/<prefix>/<build_tag>/<arch>/v<N>/extensions/<ext>.tar.zst` serves archives the test put in,
 // 404 for an unknown one; forced statuses and delays for fault tests; every request recorded.
 // Strict: any other method or path shape, a query string or a request body is answered 400 and

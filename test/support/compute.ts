@@ -33,6 +33,8 @@ export interface StartOptions {
   pgdata?: string;
   /** Wait until the external server answers (default true). */
   waitReady?: boolean;
+  /** Another compute_ctl executable than compiledBinary() (benchmarks compare builds). */
+  binary?: string;
 }
 
 export interface RunningCompute {
@@ -64,7 +66,7 @@ export async function writeUserFile(path: string, content: string): Promise<void
 }
 
 export async function startCompute(opts: StartOptions = {}): Promise<RunningCompute> {
-  const bin = await compiledBinary();
+  const bin = opts.binary ?? (await compiledBinary());
   const dir = await makeUserDir("compute-");
   const computeId = opts.computeId ?? "compute-e2e";
   const externalPort = await freePort();
@@ -141,7 +143,7 @@ export function emptyConfig(jwks: unknown) {
   return { spec: null, compute_ctl_config: { jwks } };
 }
 
-/** The minimal spec of the reference's termination tests (spec.md §1.9). */
+/** The minimal spec of the reference's termination tests. */
 export function minimalSpec(overrides: Record<string, unknown> = {}) {
   return {
     format_version: 1.0,

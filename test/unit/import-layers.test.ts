@@ -48,3 +48,13 @@ test("every file under src/ imports its own layer or lower ones only", () => {
   }
   expect([...forbidden].sort()).toEqual([]);
 });
+
+test("the environment is read in testing-knobs.ts only (and version.ts's build constants)", () => {
+  const readers = files.filter(
+    (f) =>
+      f !== "testing-knobs.ts" &&
+      f !== "version.ts" &&
+      /\bprocess\.env\b|\bBun\.env\b/.test(readFileSync(join(SRC, f), "utf8")),
+  );
+  expect(readers).toEqual([]);
+});

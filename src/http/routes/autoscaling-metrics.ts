@@ -1,4 +1,4 @@
-// GET /autoscaling_metrics (external, no auth; http.md §6.15): relay `GET /autoscaling_metrics`
+// GET /autoscaling_metrics (external, no auth): relay `GET /autoscaling_metrics`
 // to the neon communicator's HTTP server on the unix socket in PGDATA, passing back its status,
 // content type and body. On vanilla Postgres there is no socket, so this answers 500.
 import { symlinkSync, unlinkSync } from "node:fs";

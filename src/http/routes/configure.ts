@@ -7,7 +7,7 @@ import { parseJson } from "../../api/decode.ts";
 import { parseSpec } from "../../api/parsed-spec.ts";
 import type { Lifecycle } from "../../compute/lifecycle.ts";
 import type { ComputeState } from "../../compute/state.ts";
-import { HttpError, invalidStatus, jsonBody, jsonResponse } from "../app.ts";
+import { HttpError, invalidStatus, jsonBody, jsonResponse, requestInfo } from "../app.ts";
 import { rustDebugString } from "../rust-debug.ts";
 import { statusBody } from "./status.ts";
 
@@ -22,7 +22,7 @@ export const configureRoutes = (state: ComputeState, lifecycle: Lifecycle) =>
       } catch (err) {
         throw new HttpError(400, err instanceof Error ? err.message : String(err));
       }
-      const result = await lifecycle.configure(pspec);
+      const result = await lifecycle.configure(pspec, requestInfo(request)?.span?.asParent ?? null);
       switch (result.kind) {
         case "invalid-status":
           throw invalidStatus(result.status);

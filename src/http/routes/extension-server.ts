@@ -1,4 +1,4 @@
-// POST /extension_server/{*filename}?is_library=bool (internal, http.md §6.8): the neon extension
+// POST /extension_server/{*filename}?is_library=bool (internal): the neon extension
 // asks for a remote extension (or the library of one) before Postgres loads it. Order as the
 // reference: query rejection (400), no --remote-ext-base-url (412), no spec (412: the reference
 // panics), no remote_extensions in the spec (409), not allowed or unknown (404), then the

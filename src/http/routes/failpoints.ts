@@ -1,4 +1,4 @@
-// POST /failpoints (internal; http.md §6.13): configure failpoints at run time. Only works when
+// POST /failpoints (internal): configure failpoints at run time. Only works when
 // the testing switch enabled failpoints; otherwise 412 with the reference's text.
 import { Elysia } from "elysia";
 import { parseJson } from "../../api/decode.ts";

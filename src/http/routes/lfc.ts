@@ -1,4 +1,4 @@
-// GET/POST/DELETE /lfc/prewarm and GET/POST /lfc/offload (http.md §3): start, cancel and report
+// GET/POST/DELETE /lfc/prewarm and GET/POST /lfc/offload: start, cancel and report
 // the LFC prewarm and offload runs. Starts and cancels answer 202 with an empty body.
 import { Elysia } from "elysia";
 import type { LfcManager } from "../../lfc/manager.ts";

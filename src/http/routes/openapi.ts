@@ -1,4 +1,4 @@
-// GET /openapi.json: the API description built by ../openapi.ts (issue 5 item 6).
+// GET /openapi.json: the API description built by ../openapi.ts.
 //
 // No token, on either server: mount it on the external app OUTSIDE the JWT guard (beside
 // /metrics) and on the internal app. The document holds no secrets and no state, only what the

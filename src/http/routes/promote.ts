@@ -1,4 +1,4 @@
-// POST /promote (http.md §4): promote this Replica to the Primary the body's spec describes.
+// POST /promote: promote this Replica to the Primary the body's spec describes.
 // The spec is validated first (400, as /configure); then the one promotion of this process runs
 // or is joined, and its state is the body: 200 when completed, 500 when failed.
 import { Elysia } from "elysia";

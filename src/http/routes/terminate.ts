@@ -1,4 +1,5 @@
-// POST /terminate[?mode=fast|immediate]: stop Postgres and report the last flushed LSN.
+// POST /terminate[?mode=fast|immediate]: stop Postgres and report the last flushed LSN. In
+// lakebase mode an Empty compute answers 200 with no body and the process exits 0 in 5 s.
 import { Elysia } from "elysia";
 import type { Lifecycle, TerminateMode } from "../../compute/lifecycle.ts";
 import { HttpError, invalidStatus, jsonResponse, RejectionError } from "../app.ts";
@@ -35,5 +36,8 @@ export const terminateRoutes = (lifecycle: Lifecycle) =>
         return jsonResponse(201, { lsn: result.lsn });
       case "terminated":
         return jsonResponse(200, { lsn: result.lsn });
+      case "exiting":
+        // Lakebase mode, an Empty compute: the reference answers 200 with no body.
+        return new Response(null, { status: 200 });
     }
   });

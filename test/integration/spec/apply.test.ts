@@ -1,5 +1,4 @@
-// Spec application against a real Postgres 15 (mirroring the reference's python tests, spec.md
-// §7.3). The `neon` extension is a SQL-only stub installed as root; without root these tests are
+// Spec application against a real Postgres 15 (mirroring the reference's python tests). The `neon` extension is a SQL-only stub installed as root; without root these tests are
 // skipped with the reason printed.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";

@@ -18,7 +18,7 @@ export type Json = any;
 export const TENANT = "b0554b632bd4d547a63b86c3630317e8";
 export const TIMELINE = "2414a61ffc94e428f14b5758fe308e13";
 
-/** The minimal spec test_compute_termination.py sends (spec.md §1.9), as raw JSON. */
+/** The minimal spec test_compute_termination.py sends, as raw JSON. */
 export function minimalSpec(): Json {
   return {
     format_version: 1.0,

@@ -28,7 +28,11 @@ afterAll(() => Object.assign(knobs, saved));
 const pspec = (overrides: Record<string, unknown> = {}) =>
   parseSpec(decode(ComputeSpec, { ...minimalSpec(), ...overrides }));
 
-function setup(spec: ReturnType<typeof pspec> | null = null, startMicros?: number) {
+function setup(
+  spec: ReturnType<typeof pspec> | null = null,
+  startMicros?: number,
+  extraArgs: string[] = [],
+) {
   const parsed = parseCli(
     [
       "-D",
@@ -41,6 +45,7 @@ function setup(spec: ReturnType<typeof pspec> | null = null, startMicros?: numbe
       "c1",
       "-b",
       "/usr/lib/postgresql/15/bin/postgres",
+      ...extraArgs,
     ],
     {},
   );
@@ -62,6 +67,7 @@ function setup(spec: ReturnType<typeof pspec> | null = null, startMicros?: numbe
       pgMajor: 15,
       metrics,
     }),
+    instanceId: null,
     tls: null,
     sidecars: new Sidecars({
       tls: null,
@@ -125,4 +131,43 @@ describe("a compute given a spec at start", () => {
     expect(seen).toEqual(["init", "failed"]);
     expect(state.timings.wait_for_spec_ms).toBe(0);
   });
+});
+
+describe("configuration refresh", () => {
+  test("refused in empty with the reference's text; the status stays", () => {
+    const { state, lifecycle } = setup();
+    expect(lifecycle.requestRefresh()).toEqual({
+      ok: false,
+      error: "Cannot refresh compute configuration in state Empty",
+    });
+    expect(state.status).toBe("empty");
+  });
+
+  test("accepted in init without a change", () => {
+    const { state, lifecycle } = setup(pspec());
+    state.set("init");
+    expect(lifecycle.requestRefresh()).toEqual({ ok: true });
+    expect(state.status).toBe("init");
+  });
+
+  test("from failed it becomes refresh_configuration_pending; repeated, it stays there", () => {
+    const { state, lifecycle } = setup(pspec());
+    state.fail("boom");
+    expect(lifecycle.requestRefresh()).toEqual({ ok: true });
+    expect(state.status).toBe("refresh_configuration_pending");
+    expect(lifecycle.requestRefresh()).toEqual({ ok: true });
+    expect(state.status).toBe("refresh_configuration_pending");
+  });
+});
+
+describe("lakebase mode, an empty compute", () => {
+  test("/terminate answers at once, the status stays empty, the forced exit is 0 after 5 s", async () => {
+    const { state, lifecycle } = setup(null, undefined, ["--lakebase-mode", "true"]);
+    void lifecycle.run();
+    const t0 = performance.now();
+    expect(await lifecycle.terminate("fast")).toEqual({ kind: "exiting" });
+    expect(state.status).toBe("empty");
+    expect(await lifecycle.forcedExit).toBe(0);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(4_900);
+  }, 10_000);
 });

@@ -1,6 +1,6 @@
 // The served OpenAPI document (src/http/openapi.ts) against (1) the routes the servers really
-// register and (2) the reference's YAML (http.md §1.6), through a machine-readable allow-list
-// (openapi-allowlist.json) whose every entry cites why the difference is intended. Unlisted
+// register and (2) the reference's YAML, through a machine-readable allow-list
+// (openapi-allowlist.json) whose every entry states why the difference is intended. Unlisted
 // differences fail, and so do listed ones that are no longer differences.
 //
 // What is compared with the reference: paths and methods; parameters (name, required);
@@ -343,14 +343,12 @@ describe("the OpenAPI document", () => {
     expect({ unlisted, stale }).toEqual({ unlisted: [], stale: [] });
   });
 
-  test("every allow-list entry is unique and cites its justification", () => {
+  test("every allow-list entry is unique and states why it differs", () => {
     const seen = new Set<string>();
     for (const e of allowList) {
       expect(seen.has(e.difference), e.difference).toBe(false);
       seen.add(e.difference);
-      expect(e.why, e.difference).toMatch(
-        /^(http\.md §\d|docs\/compatibility\.md: |issue 5 item 6)/,
-      );
+      expect(typeof e.why === "string" && e.why.trim().length > 0, e.difference).toBe(true);
     }
   });
 });

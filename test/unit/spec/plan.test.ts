@@ -1,5 +1,5 @@
 // The planner over hand-built catalog snapshots: no Postgres. Expected statements are written
-// out from spec.md §3, not captured from the planner.
+// out by hand from the reference's apply phases, not captured from the planner.
 import { describe, expect, test } from "bun:test";
 import { decode } from "../../../src/api/decode.ts";
 import { ComputeSpec } from "../../../src/api/spec.ts";
@@ -487,5 +487,53 @@ describe("concurrency", () => {
     expect(reconfigureConcurrency(spec())).toBe(1);
     expect(reconfigureConcurrency(spec({ reconfigure_concurrency: 5 }))).toBe(5);
     expect(reconfigureConcurrency(spec({ reconfigure_concurrency: 0 }))).toBe(1);
+  });
+});
+
+describe("lakebase mode", () => {
+  test("the Databricks phases in the reference's places; the privileged role without REPLICATION", () => {
+    const s = spec({ delta_operations: [{ action: "delete_role", name: "gone", new_name: null }] });
+    const plan = planSpec(catalog([["gone", null]]), s, { ...OPTS, lakebase: true });
+    expect(phaseNames(plan)).toEqual({
+      main: [
+        "CreatePrivilegedRole",
+        "CreateDatabricksRoles",
+        "AlterDatabricksRoles",
+        "CreateSchemaNeon",
+      ],
+      final: [
+        "HandleNeonExtension",
+        "HandleDatabricksAuthExtension",
+        "CreateAvailabilityCheck",
+        "DropRoles",
+        "AddDatabricksGrants",
+        "CreateDatabricksMisc",
+      ],
+    });
+    const [priv] = phaseSql(plan, "CreatePrivilegedRole");
+    expect(priv).toContain(
+      "CREATE ROLE neon_superuser CREATEDB CREATEROLE NOLOGIN BYPASSRLS IN ROLE pg_read_all_data, pg_write_all_data;",
+    );
+    const roles = phaseSql(plan, "CreateDatabricksRoles");
+    expect(roles).toHaveLength(3);
+    expect(roles[0]).toContain(
+      `CREATE ROLE "databricks_monitor" IN ROLE pg_monitor LOGIN PASSWORD NULL;`,
+    );
+    expect(roles[1]).toContain(
+      `CREATE ROLE "databricks_control_plane" SUPERUSER LOGIN PASSWORD NULL;`,
+    );
+    expect(roles[2]).toContain(`CREATE ROLE "databricks_gateway"  LOGIN PASSWORD NULL;`);
+    const auth = phaseSql(plan, "HandleDatabricksAuthExtension");
+    expect(auth).toHaveLength(3);
+    expect(auth[0]).toBe("DROP EXTENSION IF EXISTS databricks_auth");
+    expect(auth[1]).toContain("CREATE EXTENSION databricks_auth;");
+    expect(auth[2]).toContain("GRANT SELECT ON %I.databricks_auth_metrics TO pg_monitor");
+    expect(phaseSql(plan, "AddDatabricksGrants")).toHaveLength(5);
+  });
+
+  test("off: none of it, and REPLICATION stays", () => {
+    const plan = planSpec(catalog(), spec(), OPTS);
+    expect(phaseNames(plan).main).toEqual(["CreatePrivilegedRole", "CreateSchemaNeon"]);
+    expect(phaseSql(plan, "CreatePrivilegedRole")[0]).toContain("NOLOGIN REPLICATION BYPASSRLS");
   });
 });

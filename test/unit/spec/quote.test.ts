@@ -1,4 +1,4 @@
-// Quoting vectors written by hand from spec.md §4 (the reference's pg_helpers tests), and the
+// Quoting vectors written by hand from the reference's pg_helpers tests, and the
 // option renderings of the fixture's role `postgres` and database DB2.
 import { describe, expect, test } from "bun:test";
 import {

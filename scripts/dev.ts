@@ -81,15 +81,30 @@ function md5Password(password: string, user: string): string {
 process.stderr.write(
   `starting a local ${mode} compute (the first run builds compute_ctl and a basebackup: about 15 s)…\n`,
 );
-const bin = await compiledBinary();
-const stack = await startLocalStack({
-  mode,
-  safekeepers: "agree",
-  realBindir: neonStubTree(process.env.PG_BINDIR),
-  skipCatalogUpdates: false,
-  // The wrapper's sync-safekeepers prints nothing (its sample log records are for tests).
-  sync: { stderrLines: [] },
-});
+/** A failure before compute_ctl runs: one line (the build's output follows it), no stack trace. */
+async function orFail<T>(what: string, p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (err) {
+    process.stderr.write(`error: ${what}: ${(err as Error).message}\n`);
+    await cleanup();
+    process.exit(1);
+  }
+}
+
+const bin = await orFail("cannot build compute_ctl", compiledBinary());
+const stack = await orFail(
+  "cannot start the local stack",
+  (async () =>
+    startLocalStack({
+      mode,
+      safekeepers: "agree",
+      realBindir: neonStubTree(process.env.PG_BINDIR),
+      skipCatalogUpdates: false,
+      // The wrapper's sync-safekeepers prints nothing (its sample log records are for tests).
+      sync: { stderrLines: [] },
+    }))(),
+);
 const key = await ed25519Key();
 const token = await key.sign({ compute_id: COMPUTE_ID });
 const computeCtlConfig = { jwks: jwks(key) };
@@ -178,7 +193,7 @@ const primaryOnly =
   mode === "Primary"
     ? `
   # create the role alice and her database shop (the body is the spec plus both):
-  curl -s -XPOST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
+  curl -s -w '\\n' -XPOST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
        -d @${configurePath} ${url}/configure
   psql "postgresql://alice:alice-secret@127.0.0.1:${stack.pgPort}/shop" -c 'select current_user, current_database()'
 `
@@ -189,7 +204,7 @@ A local ${mode} compute is running.
   psql "${pg}"
 
   export TOKEN=${token}
-  curl -s -H "Authorization: Bearer $TOKEN" ${url}/status
+  curl -s -w '\\n' -H "Authorization: Bearer $TOKEN" ${url}/status
 ${primaryOnly}
   external API  ${url}  (JWT; /metrics open)
   internal API  http://127.0.0.1:${internalPort}

@@ -459,7 +459,7 @@ export function renderHelp(): string {
     "Exactly one of --config, --control-plane-uri or --spec-path is required.",
     "",
     "Commands:",
-    ...SUBCOMMANDS.map(([name, what]) => `  ${name.padEnd(11)}${what}`),
+    ...SUBCOMMANDS.map(([name, what]) => `  ${name.padEnd(12)}${what}`),
     "  Each has its own --help, e.g. `compute_ctl spec plan --help`.",
     "",
     "Options:",

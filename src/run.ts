@@ -3,7 +3,7 @@
 import { parseSpec } from "./api/parsed-spec.ts";
 import { Children } from "./compute/children.ts";
 import { acquireConfig } from "./compute/config-source.ts";
-import { Lifecycle } from "./compute/lifecycle.ts";
+import { endNeighboursOnSignal, Lifecycle } from "./compute/lifecycle.ts";
 import { type Readiness, reportReadiness } from "./compute/readiness.ts";
 import { ComputeState } from "./compute/state.ts";
 import type { Params } from "./config/params.ts";
@@ -104,6 +104,7 @@ export async function run(params: Params): Promise<number> {
     signalled = true;
     readiness?.stopping();
     if (lifecycle) return lifecycle.shutdownOnSignal();
+    await endNeighboursOnSignal(params.dev);
     await children.close(knobs.childGraceMs);
     return 1;
   });
@@ -204,6 +205,7 @@ async function runCompute(
           auditEndpoint: hostEnv.auditEndpoint,
           auditTlsEndpoint: hostEnv.auditTlsEndpoint,
           auditGcMs: sidecarKnobs.auditGcMs,
+          tlsPollMs: sidecarKnobs.tlsPollMs,
           setAuditLogDirSize: (bytes) => metrics.auditLogDirSize.set(bytes),
         }),
       },

@@ -10,6 +10,7 @@ import { log, setLogIds } from "../log.ts";
 import { startActivityMonitor } from "../monitor/activity.ts";
 import { startInstalledExtensionsTask } from "../monitor/installed-extensions.ts";
 import { findCoreDumps, logCoreDumpBacktraces } from "../postgres/process.ts";
+import { endNeighbours } from "../sidecars/ending.ts";
 import { type LsnLeaseLoop, startLsnLeaseLoop, tenantShardId } from "../storage/lsn-lease.ts";
 import { syncSafekeepers } from "../storage/sync-safekeepers.ts";
 import { environment, knobs } from "../testing-knobs.ts";
@@ -36,6 +37,14 @@ export type TerminateResult =
   | { kind: "failed"; error: string }
   | { kind: "invalid-status"; status: ComputeStatus };
 
+/** Statuses after which a compute is never reconfigured again. */
+const ENDED: readonly ComputeStatus[] = [
+  "failed",
+  "termination_pending_fast",
+  "termination_pending_immediate",
+  "terminated",
+];
+
 const TERMINATION_PENDING: readonly ComputeStatus[] = [
   "termination_pending_fast",
   "termination_pending_immediate",
@@ -59,6 +68,12 @@ export type ReadConfig = () => Promise<ParsedSpec | null>;
 
 function sameConnInfo(a: ParsedSpec, b: ParsedSpec): boolean {
   return JSON.stringify(a.pageserverConnInfo) === JSON.stringify(b.pageserverConnInfo);
+}
+
+/** On a signal pgbouncer and local_proxy end too, unless --dev. */
+export async function endNeighboursOnSignal(dev: boolean): Promise<void> {
+  if (dev) log.info("Skipping pgbouncer and local_proxy termination because in dev mode");
+  else await endNeighbours();
 }
 
 export class Lifecycle {
@@ -95,6 +110,7 @@ export class Lifecycle {
       env.state.spec = initialSpec;
       this.#recordSpec(initialSpec);
     }
+    env.sidecars.onCertChange(() => void this.#certChanged());
   }
 
   /** The current spec, which the compute's state holds. */
@@ -109,6 +125,7 @@ export class Lifecycle {
    */
   async shutdownOnSignal(): Promise<number> {
     this.#signalled = true;
+    await endNeighboursOnSignal(this.env.params.dev);
     await this.env.children.close(knobs.childGraceMs);
     return 1;
   }
@@ -181,6 +198,7 @@ export class Lifecycle {
     if (this.#exitCode !== null) return this.#exitCode;
     // Nothing periodic runs against a Postgres that is gone.
     for (const task of background) task.stop();
+    this.env.sidecars.stop();
     this.env.lfc.stop();
     lease?.stop();
     if (this.#signalled) return 1;
@@ -261,12 +279,29 @@ export class Lifecycle {
       return { kind: "exiting" };
     }
     state.set(mode === "fast" ? "termination_pending_fast" : "termination_pending_immediate");
+    // pgbouncer and local_proxy end with the compute (also with --dev, as in the reference).
+    await endNeighbours();
     // Both modes send Postgres SIGINT (a fast shutdown with a checkpoint); they differ only in
     // how long compute_ctl lingers afterwards.
     children.forwardTermination();
     const outcome = await state.waitFor(["terminated", "failed"]);
     if (outcome === "failed") return { kind: "failed", error: state.error ?? "unknown error" };
     return { kind: "terminated", lsn: state.terminateFlushLsn };
+  }
+
+  /**
+   * The TLS certificate was renewed: once the compute is running, reconfigure it (new key files,
+   * Postgres reload, pgbouncer, local_proxy) through the normal path. A configuration already
+   * pending does the same work; a compute that failed or is ending is left alone.
+   */
+  async #certChanged(): Promise<void> {
+    const { state } = this.env;
+    const now = await state.waitFor(["running", "configuration_pending", ...ENDED]);
+    const pspec = state.spec;
+    if (now !== "running" || !pspec) return;
+    log.info("TLS certificate renewed: reconfiguring the compute");
+    state.set("configuration_pending");
+    await this.#reconfigure(pspec);
   }
 
   async #reconfigure(pspec: ParsedSpec): Promise<void> {

@@ -4,11 +4,12 @@
 import { chmod, copyFile, mkdir, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { ParsedSpec } from "../api/parsed-spec.ts";
-import { computeModeType, shardIndex, staticModeLsn, type TlsConfig } from "../api/spec.ts";
+import { computeModeType, shardIndex, staticModeLsn } from "../api/spec.ts";
 import { log } from "../log.ts";
 import { readOvercommitMemory, tlsEnabled, writePostgresConf } from "../postgres/conf.ts";
 import { lineInFile, PG_HBA_MD5_LINE } from "../postgres/files.ts";
 import { findStalePostmaster, stopStalePostmaster } from "../postgres/stale-postmaster.ts";
+import { waitForTlsPair } from "../sidecars/tls.ts";
 import {
   type BasebackupSource,
   basebackupCommand,
@@ -72,26 +73,9 @@ export function connstrPort(connstr: URL): number | null {
 export async function writeConf(env: ComputeEnv, pspec: ParsedSpec): Promise<void> {
   const inputs = { ...confInputs(env, pspec), overcommitMemory: await readOvercommitMemory() };
   await writePostgresConf(env.params.pgdata, inputs);
-  if (env.tls && tlsEnabled(inputs)) await copyTlsFiles(env.params.pgdata, env.tls);
-}
-
-/**
- * With `ssl = on` Postgres needs the certificate and key in PGDATA, the key private to its
- * owner. (The reference also checks that the key matches an ECDSA P-256 certificate and retries
- * forever otherwise; here an unreadable file fails the start and Postgres validates the pair.)
- */
-async function copyTlsFiles(pgdata: string, tls: TlsConfig) {
-  for (const [from, to] of [
-    [tls.key_path, "server.key"],
-    [tls.cert_path, "server.crt"],
-  ] as const) {
-    const dest = join(pgdata, to);
-    try {
-      await copyFile(from, dest);
-      await chmod(dest, 0o600);
-    } catch (err) {
-      throw new Error(`cannot copy ${from} to ${dest}`, { cause: err });
-    }
+  // With `ssl = on` Postgres needs a matching key and certificate in PGDATA: wait for them.
+  if (env.tls && tlsEnabled(inputs)) {
+    await waitForTlsPair(env.params.pgdata, env.tls, { signal: env.sidecars.signal });
   }
 }
 

@@ -15,6 +15,7 @@ import { localClient } from "../postgres/client.ts";
 import { configFileErrors } from "../postgres/conf-check.ts";
 import { lineInFile, withTmpOverride } from "../postgres/files.ts";
 import { pgCtlReload, spawnPostgres, waitForPostgres } from "../postgres/process.ts";
+import { resizeSwap, setDiskQuota } from "../sidecars/neonvm.ts";
 import { catalogUpdatesSkipped } from "../spec/apply.ts";
 import { inSpan } from "../tracing/index.ts";
 import { elapsedMs, nowMicros } from "../util/clock.ts";
@@ -105,6 +106,18 @@ function preStartTasks(env: ComputeEnv, pspec: ParsedSpec): PreStartTask[] {
   ];
   if (spec.remote_extensions) {
     tasks.push({ name: "remote_extensions", run: () => env.remote.prepareAtStart(pspec) });
+  }
+  // The certificate must be readable before Postgres starts; its watcher starts from here.
+  if (env.tls) tasks.push({ name: "tls", run: () => env.sidecars.startCertWatch() });
+  // Swap and the disk quota are sized before Postgres starts, so it never runs without them.
+  if (spec.swap_size_bytes != null && env.params.resizeSwapOnBind) {
+    const bytes = spec.swap_size_bytes;
+    tasks.push({ name: "swap", run: () => resizeSwap(bytes) });
+  }
+  const mountpoint = env.params.setDiskQuotaForFs;
+  if (spec.disk_quota_bytes != null && mountpoint != null) {
+    const bytes = spec.disk_quota_bytes;
+    tasks.push({ name: "disk_quota", run: () => setDiskQuota(bytes, mountpoint) });
   }
   // The audit export (start only) and then the Postgres log export: both restart rsyslog.
   tasks.push({

@@ -15,6 +15,7 @@ import {
   configurePostgresLogsExport,
   parseAuditSyslogAddress,
 } from "./rsyslog.ts";
+import { waitForCertDigest, watchCert } from "./tls.ts";
 
 export interface SidecarsOptions {
   /** compute_ctl_config.tls; the sidecars use it only with the `tls_experimental` feature. */
@@ -28,6 +29,8 @@ export interface SidecarsOptions {
   /** The pgaudit log clean-up period (60 s) and where the log directory's size goes. */
   auditGcMs?: number;
   setAuditLogDirSize?: (bytes: number) => void;
+  /** How often the TLS certificate is re-hashed (60 s). */
+  tlsPollMs?: number;
 }
 
 export class Sidecars {
@@ -37,6 +40,8 @@ export class Sidecars {
   #pgbouncerQueue: Promise<void> = Promise.resolve();
   #localProxyQueue: Promise<unknown> = Promise.resolve();
   #auditGc: { stop(): void } | null = null;
+  #certWatch: { stop(): void } | null = null;
+  #onCertChange: () => void = () => {};
 
   constructor(private readonly opts: SidecarsOptions) {
     this.pgbouncer = pgbouncerTarget({
@@ -128,9 +133,37 @@ export class Sidecars {
     await configurePostgresLogsExport(spec.logs_export_host);
   }
 
+  /** Aborted when compute_ctl shuts down: waits (for the TLS files, say) end with it. */
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  /** What to do when the TLS certificate is renewed (the lifecycle reconfigures). */
+  onCertChange(handler: () => void): void {
+    this.#onCertChange = handler;
+  }
+
+  /**
+   * With compute_ctl_config.tls (whatever the features): waits until the certificate can be
+   * read, remembers its digest, and from then on re-hashes it to notice a renewal.
+   */
+  async startCertWatch(): Promise<void> {
+    const tls = this.opts.tls;
+    if (!tls || this.#certWatch) return;
+    const initial = await waitForCertDigest(tls.cert_path, { signal: this.#abort.signal });
+    if (this.#certWatch) return;
+    this.#certWatch = watchCert({
+      path: tls.cert_path,
+      initial,
+      intervalMs: this.opts.tlsPollMs ?? 60_000,
+      onChange: () => this.#onCertChange(),
+    });
+  }
+
   /** Ends every background task (compute_ctl is exiting). */
   stop(): void {
     this.#abort.abort(new Error("compute_ctl is shutting down"));
     this.#auditGc?.stop();
+    this.#certWatch?.stop();
   }
 }

@@ -19,8 +19,22 @@ import { cleanup, ownedPrivately, RUN_AS, spawnAs, TEST_TMP, userTmpDir } from "
 setDefaultTimeout(180_000);
 afterAll(cleanup);
 
-const asSecondUser = RUN_AS ? test : test.skip;
-if (!RUN_AS) console.warn("skipping the second-user tests: they need root to run as postgres");
+/** Whether the second user can read the checkout (its test support is what it runs). */
+function checkoutReadableBy(id: { uid: number; gid: number }): boolean {
+  const r = Bun.spawnSync(["test", "-r", join(ROOT, "test/support/binary.ts")], {
+    uid: id.uid,
+    gid: id.gid,
+  });
+  return r.exitCode === 0;
+}
+
+const skipWhy = !RUN_AS
+  ? "they need root to run as postgres"
+  : !checkoutReadableBy(RUN_AS)
+    ? `the postgres user cannot read the checkout at ${ROOT}`
+    : null;
+const asSecondUser = skipWhy === null ? test : test.skip;
+if (skipWhy !== null) console.warn(`skipping the second-user tests: ${skipWhy}`);
 
 describe("this user's temp directory", () => {
   test("is <tmp>/compute_ctl-<uid>, owned by this user, writable by nobody else", () => {

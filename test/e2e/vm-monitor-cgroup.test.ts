@@ -34,6 +34,7 @@ const settle = (ms = 700) => Bun.sleep(ms);
 describe("memory watcher and decisions (compute_ctl vm-monitor --cgroup)", () => {
   test("upscale requests: none below the threshold; above it id 3, then at most once a second", async () => {
     host.setUsage(500 * MiB);
+    const linesBefore = monitor.stderr.lines().length;
     const agent = await FakeAgent.connected(monitor.url);
     await settle(800);
     expect(agent.upscaleRequests).toEqual([]);
@@ -47,9 +48,24 @@ describe("memory watcher and decisions (compute_ctl vm-monitor --cgroup)", () =>
     // The mean of 5 crosses after 3 polls; give a loaded machine room.
     expect(first!.at - wrote).toBeLessThan(1500);
     expect(agent.upscaleRequests.slice(0, 4).map((r) => r.id)).toEqual([3, 5, 7, 9]);
+    // Never two within 1 s, by the monitor's own clock (its log lines, in microseconds)...
+    const sent = monitor.stderr
+      .lines()
+      .slice(linesBefore)
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as { timestamp: string; message: string; id?: number })
+      .filter((l) => l.message.startsWith("cgroup memory stats are high enough"))
+      .slice(0, 4);
+    expect(sent.map((l) => l.id)).toEqual([3, 5, 7, 9]);
+    const micros = (t: string) => Date.parse(t) * 1000 + (Number(t.slice(23, 26)) || 0);
+    for (let i = 1; i < 4; i++) {
+      expect(micros(sent[i]!.timestamp) - micros(sent[i - 1]!.timestamp)).toBeGreaterThanOrEqual(
+        1_000_000,
+      );
+    }
+    // ...and no gap over 1.5 s as the agent sees it (with room for a loaded machine).
     for (let i = 1; i < 4; i++) {
       const gap = agent.upscaleRequests[i]!.at - agent.upscaleRequests[i - 1]!.at;
-      expect(gap).toBeGreaterThanOrEqual(990);
       expect(gap).toBeLessThan(1800);
     }
 

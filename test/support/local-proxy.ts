@@ -2,7 +2,7 @@
 // `pidfile`, and reads how many SIGHUPs it got and whether SIGTERM came.
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { collectStream, spawnAs, waitFor } from "./proc.ts";
+import { collectStream, scriptForChild, spawnAs, waitFor } from "./proc.ts";
 
 const FAKE = join(import.meta.dir, "../fakes/local-proxy.ts");
 
@@ -15,7 +15,7 @@ export interface FakeLocalProxy {
 
 export async function startFakeLocalProxy(pidfile: string): Promise<FakeLocalProxy> {
   const countfile = `${pidfile}.hups`;
-  const proc = spawnAs([process.execPath, FAKE, pidfile, countfile]);
+  const proc = spawnAs([process.execPath, await scriptForChild(FAKE), pidfile, countfile]);
   collectStream(proc.stderr, { prefix: "[local_proxy] " });
   await waitFor(
     async () => {

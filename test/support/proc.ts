@@ -437,3 +437,20 @@ export function waitForLine(
     if (!check()) unsubscribe = buffer.onChange(check);
   });
 }
+
+/**
+ * A file the child user can run with bun for the script at `path`. Not root: the script itself.
+ * Root: the script bundled (its imports included) into a fresh test directory, because the
+ * checkout may be unreadable for the postgres user (a clone under /root, or in a `mktemp -d`).
+ */
+export async function scriptForChild(path: string): Promise<string> {
+  if (!RUN_AS) return path;
+  const outdir = await makeUserDir("script-");
+  const built = await Bun.build({ entrypoints: [path], target: "bun", outdir });
+  const out = built.outputs[0]?.path;
+  if (!built.success || !out) {
+    throw new Error(`bundling ${path} failed: ${built.logs.map(String).join("; ")}`);
+  }
+  chmodSync(out, 0o644);
+  return out;
+}

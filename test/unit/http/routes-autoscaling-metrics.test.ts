@@ -7,11 +7,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Server } from "bun";
 import { createHttpApp } from "../../../src/http/app.ts";
-import {
-  autoscalingMetricsRoutes,
-  COMMUNICATOR_SOCKET_NAME,
-} from "../../../src/http/routes/autoscaling-metrics.ts";
+import { autoscalingMetricsRoutes } from "../../../src/http/routes/autoscaling-metrics.ts";
 import { log } from "../../../src/log.ts";
+import { COMMUNICATOR_SOCKET_NAME } from "../../../src/postgres/communicator.ts";
 
 let root: string;
 let linkDir: string;

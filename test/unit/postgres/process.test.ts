@@ -16,7 +16,14 @@ import {
 } from "../../../src/postgres/process.ts";
 import { makePgbinWrapper, REAL_PG_BINDIR } from "../../fakes/pgbin.ts";
 import { freePort } from "../../support/ports.ts";
-import { cleanup, makeUserDir, RUN_AS, spawnAs, trackProcess } from "../../support/proc.ts";
+import {
+  cleanup,
+  makeUserDir,
+  RUN_AS,
+  scriptForChild,
+  spawnAs,
+  trackProcess,
+} from "../../support/proc.ts";
 
 const hasRealPg = existsSync(join(REAL_PG_BINDIR, "postgres"));
 const REPO = join(import.meta.dir, "../../..");
@@ -415,8 +422,13 @@ describe.skipIf(process.platform !== "linux")("raiseCoreLimit", () => {
       const result = raiseCoreLimit();
       const limits = Bun.spawnSync(["cat", "/proc/self/limits"]).stdout.toString();
       console.log(JSON.stringify({ result, limits }));`;
-    const script = `${ulimits} && exec "$0" -e "$1"`;
-    const p = spawnAs(["bash", "-c", script, process.execPath, code], { detached: false });
+    // Bundled where the test user can read it: the checkout may not be readable for it.
+    const file = join(await makeUserDir("rlimit-"), "child.ts");
+    writeFileSync(file, code);
+    const script = `${ulimits} && exec "$0" "$1"`;
+    const p = spawnAs(["bash", "-c", script, process.execPath, await scriptForChild(file)], {
+      detached: false,
+    });
     const [out, err, exit] = await Promise.all([
       new Response(p.stdout).text(),
       new Response(p.stderr).text(),

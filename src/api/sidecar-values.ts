@@ -25,6 +25,13 @@ export function rsyslogValueProblem(what: string, value: string): string | null 
     : null;
 }
 
+/** Why `value` cannot be an escaped rsyslog "..." string (see rsyslogString), or null when it can. */
+export function rsyslogStringProblem(what: string, value: string): string | null {
+  return CONTROL.test(value)
+    ? `${what} has a control character (such as a newline), which the rsyslog configuration cannot hold`
+    : null;
+}
+
 /** The audit levels whose logs rsyslog ships (their ids go into the rendered file). */
 export const AUDIT_EXPORT_LEVELS: readonly ComputeAudit[] = ["Hipaa", "Extended", "Full"];
 
@@ -43,7 +50,7 @@ export function sidecarValueProblem(spec: ComputeSpec): string | null {
       ["endpoint_id", spec.endpoint_id],
       ["project_id", spec.project_id],
     ] as const) {
-      const p = v == null ? null : rsyslogValueProblem(what, v);
+      const p = v == null ? null : rsyslogStringProblem(what, v);
       if (p) return p;
     }
   }

@@ -92,6 +92,11 @@ export interface AuditConfigInputs {
   address: AuditAddress;
 }
 
+/** `v` inside a RainerScript "..." string: backslashes and double quotes escaped. */
+export function rsyslogString(v: string): string {
+  return v.replace(/[\\"]/g, (c) => `\\${c}`);
+}
+
 /** The compliance audit file: pgaudit's log files to the collector, as RFC 5424 with JSON. */
 export function auditRsyslogConfig(i: AuditConfigInputs): string {
   const { host, port } = i.address;
@@ -117,8 +122,8 @@ global(
 set $.remote_syslog_tls = "${tls}";
 
 # Construct json, endpoint_id and project_id as additional metadata
-set $.json_log!endpoint_id = "${i.endpointId}";
-set $.json_log!project_id = "${i.projectId}";
+set $.json_log!endpoint_id = "${rsyslogString(i.endpointId)}";
+set $.json_log!project_id = "${rsyslogString(i.projectId)}";
 set $.json_log!msg = $msg;
 
 # Template suitable for rfc5424 syslog format

@@ -39,8 +39,9 @@ describe("rsyslogd -N1", () => {
         join(rsyslogDir(l.dir), "compute_audit_rsyslog.conf"),
         auditRsyslogConfig({
           logDirectory: l.logDir,
-          endpointId: "ep-1",
-          projectId: "p-1",
+          // Quotes and backslashes are escaped into the RainerScript strings.
+          endpointId: 'ep-"1"',
+          projectId: "p\\1",
           address: { host: "collector.example", port: 5555, tls },
         }),
       );

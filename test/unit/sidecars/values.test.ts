@@ -39,10 +39,16 @@ describe("sidecar values", () => {
       { logs_export_host: "collector:514\n*.* /tmp/x" },
       { logs_export_host: 'collector" port="1' },
       { audit_log_level: "Full", endpoint_id: "ep\r\n" },
-      { audit_log_level: "Extended", project_id: 'p"' },
+      { audit_log_level: "Extended", project_id: "p\n" },
     ]) {
       expect(() => parseSpec(spec(extra))).toThrow();
     }
+  });
+
+  test("ids with quotes or backslashes are escaped into the audit file, not refused", () => {
+    expect(
+      sidecarValueProblem(spec({ audit_log_level: "Full", project_id: 'p"\\', endpoint_id: "e'" })),
+    ).toBeNull();
   });
 
   test("ids only matter when the audit export renders them", () => {

@@ -1,6 +1,7 @@
 // ParsedSpec: what start-up and /configure derive from a decoded ComputeSpec before using it
 // (the reference's `TryFrom<ComputeSpec> for ParsedSpec` plus `validate`). The order of the
 // checks and the error texts are the reference's, because /configure answers 400 with them.
+import { catalogNameProblem } from "./catalog-names.ts";
 import { sidecarValueProblem } from "./sidecar-values.ts";
 import {
   type ComputeSpec,
@@ -178,5 +179,7 @@ export function parseSpec(spec: ComputeSpec): ParsedSpec {
   validateParsedSpec(pspec);
   const sidecarProblem = sidecarValueProblem(spec);
   if (sidecarProblem) throw new Error(sidecarProblem);
+  const nameProblem = catalogNameProblem(spec);
+  if (nameProblem) throw new Error(nameProblem);
   return pspec;
 }

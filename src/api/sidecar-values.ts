@@ -6,8 +6,8 @@ import type { ComputeAudit, ComputeSpec } from "./spec.ts";
 /** A key pgbouncer reads back as the same single key: no separators, blanks or brackets. */
 const INI_KEY = /^[^\s=;#[\]]+$/;
 const CONTROL = /[\u0000-\u001f\u007f]/;
-/** Inside an rsyslog "..." string: no control characters, quotes or backslashes. */
-const RSYSLOG_UNSAFE = /[\u0000-\u001f\u007f"\\]/;
+/** Inside an rsyslog "..." string no control character can be written (quotes are escaped). */
+const RSYSLOG_UNSAFE = /[\u0000-\u001f\u007f]/;
 
 /** Why `key=value` cannot be written as one pgbouncer ini line, or null when it can. */
 export function iniSettingProblem(key: string, value: string): string | null {
@@ -21,7 +21,7 @@ export function iniSettingProblem(key: string, value: string): string | null {
 /** Why `value` cannot go inside a quoted string of an rsyslog file, or null when it can. */
 export function rsyslogValueProblem(what: string, value: string): string | null {
   return RSYSLOG_UNSAFE.test(value)
-    ? `${what} has a character not allowed in the rsyslog configuration (a control character such as a newline, a quote or a backslash)`
+    ? `${what} has a control character (such as a newline), which the rsyslog configuration cannot hold`
     : null;
 }
 

@@ -109,6 +109,14 @@ describe("rendered files", () => {
     });
     expect(tls).toContain('set $.remote_syslog_tls = "true";');
     expect(tls).toContain('set $.json_log!endpoint_id = "";');
+    const quoted = auditRsyslogConfig({
+      logDirectory: "/tmp/log",
+      endpointId: 'ep"1',
+      projectId: "p\\1",
+      address: { host: "h", port: 1, tls: false },
+    });
+    expect(quoted).toContain('set $.json_log!endpoint_id = "ep\\"1";');
+    expect(quoted).toContain('set $.json_log!project_id = "p\\\\1";');
   });
 });
 

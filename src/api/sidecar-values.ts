@@ -1,6 +1,7 @@
 // Spec values that compute_ctl writes into its neighbours' configuration files: a pgbouncer ini
 // line per pgbouncer_settings entry, and quoted strings in the rendered rsyslog files. A value
-// that would add a line (or close the quoted string) is refused before anything is written.
+// that would add a line is refused before anything is written (quotes and backslashes in rsyslog
+// strings are escaped by the renderer).
 import type { ComputeAudit, ComputeSpec } from "./spec.ts";
 
 /** A key pgbouncer reads back as the same single key: no separators, blanks or brackets. */

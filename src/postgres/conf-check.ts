@@ -24,11 +24,17 @@ function describe(e: FileSettingError): string {
 export async function configFileErrors(connstr: URL): Promise<string[]> {
   const sql = localClient(connstr, { applicationName: "compute_ctl:check_config" });
   try {
+    // A changed restart-only setting reads "setting could not be applied", as an invalid value
+    // does (only the setting's context tells them apart), and may add a row of its own without
+    // a name: "parameter "x" cannot be changed without restarting the server".
     const rows = await sql<FileSettingError[]>`
-      SELECT sourcefile, sourceline, name, error
-      FROM pg_catalog.pg_file_settings
-      WHERE error IS NOT NULL
-      ORDER BY seqno`;
+      SELECT f.sourcefile, f.sourceline, f.name, f.error
+      FROM pg_catalog.pg_file_settings f
+      LEFT JOIN pg_catalog.pg_settings s ON s.name = f.name
+      WHERE f.error IS NOT NULL
+        AND NOT (s.context = 'postmaster' AND f.error = 'setting could not be applied')
+        AND f.error NOT LIKE 'parameter "%" cannot be changed without restarting the server'
+      ORDER BY f.seqno`;
     return rows.map(describe);
   } catch (err) {
     throw new Error(`could not read pg_file_settings: ${formatOneLine(err)}`, { cause: err });

@@ -256,3 +256,51 @@ describe("a lakebase compute", () => {
     }
   }, 60_000);
 });
+
+describe("with lakebase mode off", () => {
+  test("no lakebase conf or metric; /refresh_configuration is served and counted, as in the reference", async () => {
+    const stack = await startLocalStack({ safekeepers: "agree" });
+    const c = await startCompute({
+      config: { spec: stack.spec, compute_ctl_config: { jwks: { keys: [] } } },
+      connstr: stack.connstr,
+      pgbin: stack.pgbin.pgbin,
+      pgdata: stack.pgdata,
+      env: { ...FAST, INSTANCE_ID: "inst-1" },
+    });
+    const s: Started = { stack, compute: c, key: null as never, token: "" };
+    try {
+      await waitStatus(c, "running");
+      expect(readFileSync(join(stack.pgdata, "postgresql.conf"), "utf8")).not.toContain(
+        "# Databricks settings start",
+      );
+      const pid = readFileSync(join(stack.pgdata, "postmaster.pid"), "utf8").split("\n")[0];
+      const environ = readFileSync(`/proc/${pid}/environ`, "utf8");
+      expect(environ).not.toContain("DATABRICKS_ENDPOINT_ID=");
+
+      expect((await c.post("internal:/refresh_configuration")).status).toBe(200);
+      await waitFor(
+        () => c.stderr.text.includes("Retrieved spec is the same as the current spec"),
+        {
+          what: "the unchanged refresh",
+        },
+      );
+      await waitStatus(c, "running");
+      const metrics = await (await c.get("/metrics")).text();
+      expect(metricLines(metrics, "pg_cctl_pagestream_request_errors_total")).toEqual([
+        "pg_cctl_pagestream_request_errors_total 1",
+      ]);
+      expect(metricLines(metrics, "pg_cctl_attached")).toEqual([]);
+      expect(metricLines(metrics, "compute_ctl_up")).toEqual([
+        'compute_ctl_up{build_tag="latest",status="running"} 1',
+      ]);
+      expect(await terminate(s, "immediate")).toEqual({
+        code: 200,
+        body: { lsn: expect.any(String) },
+      });
+      expect(await c.exited).toBe(0);
+    } finally {
+      c.proc.kill("SIGKILL");
+      await stack.stop();
+    }
+  }, 60_000);
+});

@@ -39,7 +39,8 @@ describe("rsyslogd -N1", () => {
         join(rsyslogDir(l.dir), "compute_audit_rsyslog.conf"),
         auditRsyslogConfig({
           logDirectory: l.logDir,
-          endpointId: 'ep-"quoted"',
+          // Quotes and backslashes are escaped into the RainerScript strings.
+          endpointId: 'ep-"1"',
           projectId: "p\\1",
           address: { host: "collector.example", port: 5555, tls },
         }),
@@ -70,8 +71,8 @@ describe("delivery", () => {
       join(rsyslogDir(l.dir), "compute_audit_rsyslog.conf"),
       auditRsyslogConfig({
         logDirectory: l.logDir,
-        endpointId: 'ep-"e2e"',
-        projectId: "proj\\e2e",
+        endpointId: "ep-e2e",
+        projectId: "proj-e2e",
         address: { host: "127.0.0.1", port: audit.port, tls: false },
       }),
     );
@@ -101,8 +102,8 @@ describe("delivery", () => {
     expect(a).toMatch(/^<174>1 \S+ \S+ - - - - \{/);
     const json = JSON.parse(a.slice(a.indexOf("{")));
     expect(json).toEqual({
-      endpoint_id: 'ep-"e2e"',
-      project_id: "proj\\e2e",
+      endpoint_id: "ep-e2e",
+      project_id: "proj-e2e",
       msg: "2026-12-07 05:00:00.123 GMT,AUDIT: SESSION,1,1,READ,SELECT,,,select 1",
     });
     rsyslogd.kill("SIGTERM");

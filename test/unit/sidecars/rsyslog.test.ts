@@ -7,6 +7,7 @@ import {
   configurePostgresLogsExport,
   parseAuditSyslogAddress,
   postgresLogsConfig,
+  rsyslogString,
 } from "../../../src/sidecars/rsyslog.ts";
 
 describe("the audit collector address", () => {
@@ -145,4 +146,16 @@ describe("configurePostgresLogsExport", () => {
     await writeFile(path, "");
     expect(restarts).toBe(2);
   });
+});
+
+test("ids are written as RainerScript strings: backslashes and double quotes escaped", () => {
+  expect(rsyslogString("a\"b\\c'd")).toBe("a\\\"b\\\\c'd");
+  const conf = auditRsyslogConfig({
+    logDirectory: "/var/log/pgaudit",
+    endpointId: 'ep-"x"',
+    projectId: "p\\1",
+    address: { host: "collector", port: 5555, tls: false },
+  });
+  expect(conf).toContain('set $.json_log!endpoint_id = "ep-\\"x\\"";\n');
+  expect(conf).toContain('set $.json_log!project_id = "p\\\\1";\n');
 });

@@ -37,19 +37,21 @@ describe("sidecar values", () => {
       { pgbouncer_settings: { default_pool_size: "17\nadmin_users=x" } },
       { pgbouncer_settings: { "a\nb": "1" } },
       { logs_export_host: "collector:514\n*.* /tmp/x" },
+      { logs_export_host: 'collector" port="1' },
       { audit_log_level: "Full", endpoint_id: "ep\r\n" },
-      { audit_log_level: "Extended", project_id: "p\u0000" },
+      { audit_log_level: "Extended", project_id: "p\n" },
     ]) {
       expect(() => parseSpec(spec(extra))).toThrow();
     }
   });
 
-  test("ids only matter when the audit export renders them; quotes are escaped, not refused", () => {
-    expect(sidecarValueProblem(spec({ audit_log_level: "Base", endpoint_id: "ep\n" }))).toBeNull();
+  test("ids with quotes or backslashes are escaped into the audit file, not refused", () => {
     expect(
-      sidecarValueProblem(
-        spec({ audit_log_level: "Full", project_id: 'p"\\', logs_export_host: 'c"' }),
-      ),
+      sidecarValueProblem(spec({ audit_log_level: "Full", project_id: 'p"\\', endpoint_id: "e'" })),
     ).toBeNull();
+  });
+
+  test("ids only matter when the audit export renders them", () => {
+    expect(sidecarValueProblem(spec({ audit_log_level: "Base", endpoint_id: 'ep"' }))).toBeNull();
   });
 });

@@ -64,6 +64,8 @@ describe("the audit collector address", () => {
 describe("rendered files", () => {
   test("the Postgres log export file", () => {
     expect(postgresLogsConfig(null)).toBe("");
+    // A quote cannot end the string and add an attribute: it is escaped.
+    expect(postgresLogsConfig('c" port="1:514')).toContain('target="c\\" port=\\"1" port="514"');
     expect(() => postgresLogsConfig("invalid")).toThrow(
       "Invalid host format for Postgres logs export",
     );

@@ -3,7 +3,7 @@
 import type { Subprocess } from "bun";
 import type { ParsedSpec } from "../api/parsed-spec.ts";
 import type { PromoteState } from "../api/promote.ts";
-import { computeModeType, staticModeLsn } from "../api/spec.ts";
+import { computeModeType, shardIndex, staticModeLsn } from "../api/spec.ts";
 import type { ComputeStatus } from "../api/status.ts";
 import { formatChain, formatOneLine } from "../errors.ts";
 import { log, setLogIds } from "../log.ts";
@@ -425,6 +425,7 @@ export class Lifecycle {
     const current = () => this.env.state.spec ?? pspec;
     return startLsnLeaseLoop({
       pageservers: () => leaseShards(tenantId, current()),
+      tenantId,
       timelineId: pspec.timelineId,
       lsn,
       token: () => current().storageAuthToken,
@@ -566,11 +567,18 @@ export class Lifecycle {
   }
 }
 
-/** The lease targets of a spec: every shard's libpq pageservers. */
+/** The lease targets of a spec: every shard's pageservers, in the protocol the spec prefers. */
 function leaseShards(tenantId: string, pspec: ParsedSpec) {
-  const { shardCount, shards } = pspec.pageserverConnInfo;
-  return Object.entries(shards).map(([key, shard]) => ({
-    tenantShardId: tenantShardId(tenantId, Number.parseInt(key.slice(0, 2), 16), shardCount),
-    urls: shard.pageservers.map((p) => p.libpqUrl).filter((u): u is string => u !== null),
-  }));
+  const { shardCount, shards, preferProtocol } = pspec.pageserverConnInfo;
+  return Object.entries(shards).map(([key, shard]) => {
+    const shardNumber = Number.parseInt(key.slice(0, 2), 16);
+    return {
+      tenantShardId: tenantShardId(tenantId, shardNumber, shardCount),
+      shardId: shardIndex(shardNumber, shardCount),
+      protocol: preferProtocol,
+      urls: shard.pageservers
+        .map((p) => (preferProtocol === "grpc" ? p.grpcUrl : p.libpqUrl))
+        .filter((u): u is string => u !== null),
+    };
+  });
 }

@@ -10,7 +10,13 @@ import { readOvercommitMemory, tlsEnabled, writePostgresConf } from "../postgres
 import { lineInFile, PG_HBA_MD5_LINE } from "../postgres/files.ts";
 import { findStalePostmaster, stopStalePostmaster } from "../postgres/stale-postmaster.ts";
 import { waitForTlsPair } from "../sidecars/tls.ts";
-import { basebackupCommand, getBasebackup, libpqBasebackupSource } from "../storage/basebackup.ts";
+import {
+  type BasebackupSource,
+  basebackupCommand,
+  getBasebackup,
+  grpcBasebackupSource,
+  libpqBasebackupSource,
+} from "../storage/basebackup.ts";
 import { checkSafekeepersSynced } from "../storage/safekeepers.ts";
 import { syncSafekeepersWithRetries } from "../storage/sync-safekeepers.ts";
 import { inSpan } from "../tracing/index.ts";
@@ -116,33 +122,51 @@ export async function selectLsn(env: ComputeEnv, pspec: ParsedSpec): Promise<str
   return lsn;
 }
 
-/** The shard whose pageserver serves the basebackup: shard 0 (key `00CC`). */
+/**
+ * The URL of the pageserver that serves the basebackup: shard 0 (key `00CC`), first pageserver,
+ * in the protocol the conninfo prefers (`libpq_url` or `grpc_url`).
+ */
 export function shardZeroUrl(pspec: ParsedSpec): string {
   const info = pspec.pageserverConnInfo;
-  if (info.preferProtocol !== "libpq") {
-    throw new Error("the gRPC basebackup protocol is not supported; use libpq");
-  }
   const key = shardIndex(0, info.shardCount);
-  const shard = info.shards[key];
-  const url = shard?.pageservers[0]?.libpqUrl;
-  if (!url) throw new Error(`no libpq pageserver for shard ${key}`);
+  const ps = info.shards[key]?.pageservers[0];
+  const url = info.preferProtocol === "grpc" ? ps?.grpcUrl : ps?.libpqUrl;
+  if (!url) throw new Error(`no ${info.preferProtocol} pageserver for shard ${key}`);
   return url;
 }
 
-export async function fetchBasebackup(env: ComputeEnv, pspec: ParsedSpec, lsn: string) {
+export function basebackupSource(pspec: ParsedSpec, lsn: string): BasebackupSource {
   const mode = computeModeType(pspec.spec.mode);
-  const result = await getBasebackup({
-    source: libpqBasebackupSource({
-      connstring: shardZeroUrl(pspec),
-      token: pspec.storageAuthToken,
-      mode,
-      command: basebackupCommand({
+  const url = shardZeroUrl(pspec);
+  if (pspec.pageserverConnInfo.preferProtocol === "grpc") {
+    return grpcBasebackupSource({
+      target: {
+        url,
         tenantId: pspec.tenantId,
         timelineId: pspec.timelineId,
-        lsn,
-        mode,
-      }),
+        shardId: shardIndex(0, pspec.pageserverConnInfo.shardCount),
+        token: pspec.storageAuthToken,
+      },
+      lsn,
+      mode,
+    });
+  }
+  return libpqBasebackupSource({
+    connstring: url,
+    token: pspec.storageAuthToken,
+    mode,
+    command: basebackupCommand({
+      tenantId: pspec.tenantId,
+      timelineId: pspec.timelineId,
+      lsn,
+      mode,
     }),
+  });
+}
+
+export async function fetchBasebackup(env: ComputeEnv, pspec: ParsedSpec, lsn: string) {
+  const result = await getBasebackup({
+    source: basebackupSource(pspec, lsn),
     pgdata: env.params.pgdata,
     lsn,
   });

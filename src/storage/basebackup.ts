@@ -1,11 +1,13 @@
-// The basebackup: one CopyOut of a gzip tar from shard 0's pageserver, unpacked into PGDATA,
-// with the reference's retry loop around it.
+// The basebackup: a gzip tar from shard 0's pageserver, unpacked into PGDATA, with the
+// reference's retry loop around it. Over libpq it is one CopyOut; over gRPC it is the
+// GetBaseBackup server stream. Both feed the same streaming extractor.
 //
 // Testing knob: NEON_COMPUTE_TESTING_BASEBACKUP_RETRIES=<n> replaces the 10 retries (the
 // reference honours it only in its `testing` builds; here it is always read).
 import { formatOneLine, withContext } from "../errors.ts";
 import { log } from "../log.ts";
 import { environment } from "../testing-knobs.ts";
+import { openGrpcBasebackup, type PageApiTarget } from "./page-api/client.ts";
 import { type ConnectOptions, PqConnection, parseConnstring } from "./pq.ts";
 import { extractTarGz } from "./untar.ts";
 
@@ -91,6 +93,22 @@ export function libpqBasebackupSource(
         close: () => conn.close(),
       };
     },
+  };
+}
+
+/**
+ * The gRPC path: `GetBaseBackup` on shard 0's `grpc_url` with the tenant, timeline and shard 0
+ * in the metadata and the storage token as the Bearer authorization. An attempt ends with the
+ * stream's status: it succeeds only on OK after a complete gzip stream.
+ */
+export function grpcBasebackupSource(opts: {
+  target: PageApiTarget;
+  lsn: string;
+  mode: ComputeModeName;
+}): BasebackupSource {
+  return {
+    connect: () =>
+      openGrpcBasebackup({ target: opts.target, lsn: opts.lsn, replica: opts.mode !== "primary" }),
   };
 }
 

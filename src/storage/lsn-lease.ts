@@ -1,18 +1,27 @@
 // LSN leases for static computes (lsn_lease.rs): keep the pageservers from garbage-collecting the
-// history below a Static(lsn) compute. Every pageserver of every shard gets the simple query
-// `lease lsn <tenant_shard_id> <timeline> <X/Y> ` (trailing space, as the reference sends it) with
-// the storage token as password and no application_name or options. The answer is valid_until in
-// unix milliseconds, or NULL when the LSN is already behind the GC cutoff: that is permanent, so
-// the loop logs a warning and ends while the compute keeps running.
+// history below a Static(lsn) compute. Every pageserver of every shard is asked, in the protocol
+// the conninfo prefers:
+// - libpq: the simple query `lease lsn <tenant_shard_id> <timeline> <X/Y> ` (trailing space, as
+//   the reference sends it) with the storage token as password and no application_name or
+//   options; the answer is valid_until in unix milliseconds, or NULL when not granted;
+// - gRPC: `LeaseLsn{lsn}` with the shard's own id in `neon-shard-id`; the answer is the expiry,
+//   or FAILED_PRECONDITION when not granted.
+// Not granted means the LSN is already behind the GC cutoff: that is permanent, so the loop logs
+// a warning and ends while the compute keeps running.
 import { shardIndex } from "../api/spec.ts";
 import { formatOneLine } from "../errors.ts";
 import { type Logger, log as rootLog } from "../log.ts";
+import { leaseLsnGrpc } from "./page-api/client.ts";
 import { PqConnection, parseConnstring } from "./pq.ts";
 
 export interface LeaseShard {
   /** Display form of TenantShardId (see tenantShardId()). */
   tenantShardId: string;
-  /** libpq URLs of the shard's pageservers. */
+  /** ShardIndex display, "NNCC" (the gRPC `neon-shard-id`). */
+  shardId: string;
+  /** How to reach the shard's pageservers: `libpq_url`s or `grpc_url`s. */
+  protocol: "libpq" | "grpc";
+  /** URLs of the shard's pageservers, in `protocol`. */
   urls: string[];
 }
 
@@ -22,6 +31,8 @@ export interface LsnLeaseOptions {
   timelineId: string;
   /** The static LSN, "X/Y". */
   lsn: string;
+  /** The tenant (the gRPC `neon-tenant-id`). */
+  tenantId: string;
   token: string | null | (() => string | null);
   /** Called once when a lease is refused (NULL); the loop has ended by then. */
   onPermanentFailure?: (err: Error) => void;
@@ -131,14 +142,26 @@ export function startLsnLeaseLoop(opts: LsnLeaseOptions): LsnLeaseLoop {
       for (const url of shard.urls) {
         const signal = AbortSignal.any([stopCtl.signal, AbortSignal.timeout(requestTimeoutMs)]);
         leases.push(
-          await acquireLsnLease({
-            url,
-            token: token(),
-            tenantShardId: shard.tenantShardId,
-            timelineId: opts.timelineId,
-            lsn: opts.lsn,
-            signal,
-          }),
+          shard.protocol === "grpc"
+            ? await leaseLsnGrpc({
+                target: {
+                  url,
+                  tenantId: opts.tenantId,
+                  timelineId: opts.timelineId,
+                  shardId: shard.shardId,
+                  token: token(),
+                },
+                lsn: opts.lsn,
+                signal,
+              })
+            : await acquireLsnLease({
+                url,
+                token: token(),
+                tenantShardId: shard.tenantShardId,
+                timelineId: opts.timelineId,
+                lsn: opts.lsn,
+                signal,
+              }),
         );
       }
     }

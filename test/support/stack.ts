@@ -3,7 +3,9 @@
 // 15 otherwise, and the spec and config that point compute_ctl at them. The README's main job
 // and the e2e tests use the same stack.
 import { join } from "node:path";
+import { formatLsn } from "../../src/api/lsn.ts";
 import { basebackupTemplate } from "../fakes/basebackup-template.ts";
+import { startFakeGrpcPageserver } from "../fakes/grpc-pageserver.ts";
 import { startFakePageserver } from "../fakes/pageserver.ts";
 import { makePgbinWrapper } from "../fakes/pgbin.ts";
 import { startFakeSafekeeper } from "../fakes/safekeeper.ts";
@@ -22,6 +24,12 @@ export interface StackOptions {
   safekeepers?: "agree" | "absent";
   token?: string | null;
   pageserverFaults?: Parameters<typeof startFakePageserver>[0]["faults"];
+  /**
+   * "grpc": the spec gives pageserver_connection_info with both URLs and prefer_protocol grpc,
+   * and a fake gRPC pageserver (with `grpcFaults`) serves the basebackup and the leases.
+   */
+  protocol?: "libpq" | "grpc";
+  grpcFaults?: Parameters<typeof startFakeGrpcPageserver>[0]["faults"];
   /** valid_until (unix ms) answered to `lease lsn`, or null for "not granted". */
   lease?: (lsn: string) => number | null;
   template?: Parameters<typeof basebackupTemplate>[0];
@@ -53,6 +61,20 @@ export async function startLocalStack(opts: StackOptions = {}) {
     lease: opts.lease,
     faults: opts.pageserverFaults,
   });
+  const mode = opts.mode ?? "Primary";
+  const grpcPageserver =
+    opts.protocol === "grpc"
+      ? await startFakeGrpcPageserver({
+          basebackup: () =>
+            Bun.file(template.tarGzPath).stream() as unknown as AsyncIterable<Uint8Array>,
+          token,
+          tenantId: TENANT,
+          timelineId: TIMELINE,
+          expectReplica: mode !== "Primary",
+          lease: opts.lease ? (lsn) => opts.lease?.(formatLsn(lsn)) ?? null : undefined,
+          faults: opts.grpcFaults,
+        })
+      : null;
   const safekeepers =
     (opts.safekeepers ?? "absent") === "agree"
       ? await Promise.all(
@@ -73,7 +95,6 @@ export async function startLocalStack(opts: StackOptions = {}) {
   await pgbin.setSync({ lsn: template.checkpointLsn, ...opts.sync });
   if (opts.startDelayMs) await pgbin.setStartDelayMs(opts.startDelayMs);
   const pgPort = await freePort();
-  const mode = opts.mode ?? "Primary";
   const spec = {
     format_version: 1.0,
     cluster: {
@@ -91,7 +112,19 @@ export async function startLocalStack(opts: StackOptions = {}) {
     tenant_id: TENANT,
     timeline_id: TIMELINE,
     endpoint_id: "ep-local",
-    pageserver_connstring: pageserver.url,
+    ...(grpcPageserver
+      ? {
+          pageserver_connection_info: {
+            shard_count: 0,
+            shards: {
+              "0000": {
+                pageservers: [{ id: 1, libpq_url: pageserver.url, grpc_url: grpcPageserver.url }],
+              },
+            },
+            prefer_protocol: "grpc",
+          },
+        }
+      : { pageserver_connstring: pageserver.url }),
     safekeeper_connstrings: safekeeperAddrs,
     mode: mode === "Static" ? { Static: template.checkpointLsn } : mode,
     skip_pg_catalog_updates: opts.skipCatalogUpdates ?? true,
@@ -103,6 +136,7 @@ export async function startLocalStack(opts: StackOptions = {}) {
     dir,
     template,
     pageserver,
+    grpcPageserver,
     safekeepers,
     pgbin,
     pgPort,
@@ -112,6 +146,7 @@ export async function startLocalStack(opts: StackOptions = {}) {
     pgdata: join(dir, "pgdata"),
     async stop() {
       await pageserver.stop();
+      await grpcPageserver?.stop();
       for (const s of safekeepers) await s.stop();
     },
   };

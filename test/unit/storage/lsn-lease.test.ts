@@ -7,6 +7,11 @@ import {
   tenantShardId,
 } from "../../../src/storage/lsn-lease.ts";
 import {
+  type FakeGrpcPageserver,
+  type GrpcPageserverFaults,
+  startFakeGrpcPageserver,
+} from "../../fakes/grpc-pageserver.ts";
+import {
   type FakePageserver,
   type PageserverFaults,
   startFakePageserver,
@@ -16,7 +21,7 @@ const TENANT = "3aa8fcc61f6d357410b7de754b1d9001";
 const TIMELINE = "de200bd42b49cc1814412c7e592dd6e9";
 const LSN = "0/169AD58";
 
-let fakes: FakePageserver[] = [];
+let fakes: (FakePageserver | FakeGrpcPageserver)[] = [];
 afterEach(async () => {
   await Promise.all(fakes.map((f) => f.stop()));
   fakes = [];
@@ -86,9 +91,20 @@ describe("startLsnLeaseLoop", () => {
     const s0 = await pageserver(`${TENANT}-0002`, () => clock.now + 600_000);
     const s1 = await pageserver(`${TENANT}-0102`, () => clock.now + 100_000);
     loop = startLsnLeaseLoop({
+      tenantId: TENANT,
       pageservers: [
-        { tenantShardId: tenantShardId(TENANT, 0, 2), urls: [s0.url] },
-        { tenantShardId: tenantShardId(TENANT, 1, 2), urls: [s1.url] },
+        {
+          tenantShardId: tenantShardId(TENANT, 0, 2),
+          shardId: "0002",
+          protocol: "libpq",
+          urls: [s0.url],
+        },
+        {
+          tenantShardId: tenantShardId(TENANT, 1, 2),
+          shardId: "0102",
+          protocol: "libpq",
+          urls: [s1.url],
+        },
       ],
       timelineId: TIMELINE,
       lsn: LSN,
@@ -112,7 +128,10 @@ describe("startLsnLeaseLoop", () => {
     const gone = await pageserver(TENANT, () => null);
     const failures: Error[] = [];
     const loop = startLsnLeaseLoop({
-      pageservers: [{ tenantShardId: TENANT, urls: [gone.url, ok.url] }],
+      tenantId: TENANT,
+      pageservers: [
+        { tenantShardId: TENANT, shardId: "0000", protocol: "libpq", urls: [gone.url, ok.url] },
+      ],
       timelineId: TIMELINE,
       lsn: LSN,
       token: "jwt",
@@ -134,7 +153,10 @@ describe("startLsnLeaseLoop", () => {
     });
     const flaky = await pageserver(TENANT, () => clock.now + 600_000, { refuseConnections: 3 });
     loop = startLsnLeaseLoop({
-      pageservers: () => [{ tenantShardId: TENANT, urls: [flaky.url] }],
+      tenantId: TENANT,
+      pageservers: () => [
+        { tenantShardId: TENANT, shardId: "0000", protocol: "libpq", urls: [flaky.url] },
+      ],
       timelineId: TIMELINE,
       lsn: LSN,
       token: () => "jwt",
@@ -154,7 +176,8 @@ describe("startLsnLeaseLoop", () => {
     const ps = await pageserver(TENANT, () => clock.now + 600_000);
     const failures: Error[] = [];
     loop = startLsnLeaseLoop({
-      pageservers: [{ tenantShardId: TENANT, urls: [ps.url] }],
+      tenantId: TENANT,
+      pageservers: [{ tenantShardId: TENANT, shardId: "0000", protocol: "libpq", urls: [ps.url] }],
       timelineId: TIMELINE,
       lsn: LSN,
       token: "wrong",
@@ -170,7 +193,8 @@ describe("startLsnLeaseLoop", () => {
   test("with real timers: wake() cuts a sleep short and stop() ends the loop promptly", async () => {
     const ps = await pageserver(TENANT, () => Date.now() + 3_600_000);
     const loop = startLsnLeaseLoop({
-      pageservers: [{ tenantShardId: TENANT, urls: [ps.url] }],
+      tenantId: TENANT,
+      pageservers: [{ tenantShardId: TENANT, shardId: "0000", protocol: "libpq", urls: [ps.url] }],
       timelineId: TIMELINE,
       lsn: LSN,
       token: "jwt",
@@ -188,6 +212,121 @@ describe("startLsnLeaseLoop", () => {
     loop.stop();
     await withTimeout(loop.done, 2000);
     expect(ps.requests).toHaveLength(2);
+  });
+});
+
+describe("startLsnLeaseLoop over gRPC", () => {
+  async function grpcPageserver(
+    shardId: string,
+    lease: (lsn: bigint) => number | null,
+    faults?: GrpcPageserverFaults,
+  ): Promise<FakeGrpcPageserver> {
+    const f = await startFakeGrpcPageserver({
+      basebackup: () => new Uint8Array(0),
+      token: "jwt",
+      tenantId: TENANT,
+      timelineId: TIMELINE,
+      shardCount: Number.parseInt(shardId.slice(2), 16),
+      leaseShardId: shardId,
+      lease,
+      faults,
+    });
+    fakes.push(f);
+    return f;
+  }
+
+  test("LeaseLsn to every shard with its own shard id; the minimum expiry sets the sleep", async () => {
+    let loop: ReturnType<typeof startLsnLeaseLoop> | null = null;
+    const clock = fakeClock((_ms, n) => {
+      if (n === 2) loop?.stop();
+    });
+    const s0 = await grpcPageserver("0002", () => clock.now + 600_000);
+    const s1 = await grpcPageserver("0102", () => clock.now + 100_500);
+    loop = startLsnLeaseLoop({
+      tenantId: TENANT,
+      pageservers: [
+        {
+          tenantShardId: tenantShardId(TENANT, 0, 2),
+          shardId: "0002",
+          protocol: "grpc",
+          urls: [s0.url],
+        },
+        {
+          tenantShardId: tenantShardId(TENANT, 1, 2),
+          shardId: "0102",
+          protocol: "grpc",
+          urls: [s1.url],
+        },
+      ],
+      timelineId: TIMELINE,
+      lsn: LSN,
+      token: "jwt",
+      now: () => clock.now,
+      sleep: clock.sleep,
+    });
+    await withTimeout(loop.done, 5000);
+    expect([...s0.rejections, ...s1.rejections]).toEqual([]);
+    // The Timestamp's milliseconds survive: 100.5 s valid -> sleep half of it.
+    expect(clock.sleeps).toEqual([50_250, 50_250]);
+    for (const [ps, shard] of [
+      [s0, "0002"],
+      [s1, "0102"],
+    ] as const) {
+      expect(ps.requests.map((r) => [r.method, r.fields.lsn, r.headers["neon-shard-id"]])).toEqual([
+        ["LeaseLsn", 0x169ad58n, shard],
+        ["LeaseLsn", 0x169ad58n, shard],
+      ]);
+      expect(ps.requests[0]?.headers).toMatchObject({
+        "neon-tenant-id": TENANT,
+        "neon-timeline-id": TIMELINE,
+        authorization: "Bearer jwt",
+      });
+    }
+  });
+
+  test("FAILED_PRECONDITION on any shard is permanent", async () => {
+    const clock = fakeClock();
+    const ok = await grpcPageserver("0000", () => clock.now + 600_000);
+    const gone = await grpcPageserver("0000", () => null);
+    const failures: Error[] = [];
+    const loop = startLsnLeaseLoop({
+      tenantId: TENANT,
+      pageservers: [
+        { tenantShardId: TENANT, shardId: "0000", protocol: "grpc", urls: [ok.url, gone.url] },
+      ],
+      timelineId: TIMELINE,
+      lsn: LSN,
+      token: "jwt",
+      now: () => clock.now,
+      sleep: clock.sleep,
+      onPermanentFailure: (e) => failures.push(e),
+    });
+    await withTimeout(loop.done, 5000);
+    expect(failures.map((e) => e.message)).toEqual([PERMANENT_LEASE_ERROR]);
+    expect(clock.sleeps).toEqual([]);
+  });
+
+  test("UNAVAILABLE and refused connections are retried at 500 ms x1.5", async () => {
+    let loop: ReturnType<typeof startLsnLeaseLoop> | null = null;
+    const clock = fakeClock((ms) => {
+      if (ms > 100_000) loop?.stop();
+    });
+    const ps = await grpcPageserver("0000", () => clock.now + 600_000, {
+      unavailable: 2,
+      refuseConnections: 1,
+    });
+    loop = startLsnLeaseLoop({
+      tenantId: TENANT,
+      pageservers: [{ tenantShardId: TENANT, shardId: "0000", protocol: "grpc", urls: [ps.url] }],
+      timelineId: TIMELINE,
+      lsn: LSN,
+      token: "jwt",
+      now: () => clock.now,
+      sleep: clock.sleep,
+    });
+    await withTimeout(loop.done, 5000);
+    expect(clock.sleeps).toEqual([500, 750, 1125, 540_000]);
+    expect(ps.requests).toHaveLength(3);
   });
 });
 

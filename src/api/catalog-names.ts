@@ -23,8 +23,8 @@ function nameProblem(path: string, name: string): string | null {
 export function catalogNameProblem(spec: ComputeSpec): string | null {
   const seen = { role: new Set<string>(), database: new Set<string>() };
   const lists = [
-    ["role", "cluster.roles", spec.cluster.roles] as const,
-    ["database", "cluster.databases", spec.cluster.databases] as const,
+    ["role", "spec.cluster.roles", spec.cluster.roles] as const,
+    ["database", "spec.cluster.databases", spec.cluster.databases] as const,
   ];
   for (const [kind, base, items] of lists) {
     for (const [i, item] of items.entries()) {
@@ -37,15 +37,17 @@ export function catalogNameProblem(spec: ComputeSpec): string | null {
     }
   }
   for (const [i, db] of spec.cluster.databases.entries()) {
-    const p = nameProblem(`cluster.databases[${i}].owner`, db.owner);
+    const p = nameProblem(`spec.cluster.databases[${i}].owner`, db.owner);
     if (p) return p;
   }
   for (const [i, op] of (spec.delta_operations ?? []).entries()) {
     // Unknown actions are ignored by the apply, and so are their names.
     if (!DELTA_ACTIONS.includes(op.action)) continue;
     const p =
-      nameProblem(`delta_operations[${i}].name`, op.name) ??
-      (op.new_name === null ? null : nameProblem(`delta_operations[${i}].new_name`, op.new_name));
+      nameProblem(`spec.delta_operations[${i}].name`, op.name) ??
+      (op.new_name === null
+        ? null
+        : nameProblem(`spec.delta_operations[${i}].new_name`, op.new_name));
     if (p) return p;
   }
   return null;

@@ -17,7 +17,7 @@ describe("catalog names in the spec", () => {
     [
       "a role listed twice",
       { cluster: { roles: [{ name: "a" }, { name: "b" }, { name: "a" }] } },
-      'cluster.roles[2].name: role "a" is listed twice',
+      'spec.cluster.roles[2].name: role "a" is listed twice',
     ],
     [
       "a database listed twice",
@@ -29,32 +29,32 @@ describe("catalog names in the spec", () => {
           ],
         },
       },
-      'cluster.databases[1].name: database "d" is listed twice',
+      'spec.cluster.databases[1].name: database "d" is listed twice',
     ],
     [
       "an empty role name",
       { cluster: { roles: [{ name: "" }] } },
-      "cluster.roles[0].name: empty name",
+      "spec.cluster.roles[0].name: empty name",
     ],
     [
       "a NUL in a database name",
       { cluster: { databases: [{ name: "a\0b", owner: "cloud_admin" }] } },
-      "cluster.databases[0].name: name contains a NUL character",
+      "spec.cluster.databases[0].name: name contains a NUL character",
     ],
     [
       "a role name Postgres would cut to 63 bytes",
       { cluster: { roles: [{ name: "é".repeat(32) }] } },
-      "cluster.roles[0].name: name is 64 bytes long, Postgres keeps at most 63",
+      "spec.cluster.roles[0].name: name is 64 bytes long, Postgres keeps at most 63",
     ],
     [
       "a database owner too long",
       { cluster: { databases: [{ name: "d", owner: "o".repeat(64) }] } },
-      "cluster.databases[0].owner: name is 64 bytes long, Postgres keeps at most 63",
+      "spec.cluster.databases[0].owner: name is 64 bytes long, Postgres keeps at most 63",
     ],
     [
       "an empty rename target",
       { delta_operations: [{ action: "rename_role", name: "a", new_name: "" }] },
-      "delta_operations[0].new_name: empty name",
+      "spec.delta_operations[0].new_name: empty name",
     ],
   ];
   for (const [what, patch, message] of refused) {

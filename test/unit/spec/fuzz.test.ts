@@ -188,7 +188,7 @@ function check(text: string, where: string): Outcome {
   if (body.spec === null) return "accepted";
   let timelineId: string;
   try {
-    timelineId = parseSpec(body.spec).timelineId;
+    timelineId = parseSpec(body.spec, { privilegedRoleName: OPTS.privilegedRoleName }).timelineId;
   } catch (err) {
     if (err instanceof SchemaError || err instanceof JsonSyntaxError || !(err instanceof Error)) {
       throw new Error(`parseSpec threw ${String(err)}`);

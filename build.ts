@@ -5,7 +5,7 @@
 // Bun fetches the runtime of a foreign target from the npm registry, so any host builds any target.
 import { execFileSync } from "node:child_process";
 import { readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { join, relative, resolve } from "node:path";
+import { dirname, join, relative, resolve } from "node:path";
 
 const ROOT = import.meta.dir;
 
@@ -102,6 +102,9 @@ async function compileOne(
     // Bytecode skips parsing at startup; the sourcemap is embedded in the executable either way,
     // so stack traces point at src/ lines. Identifiers stay unminified for readable traces.
     bytecode,
+    // Separate chunks for dynamic imports: the entry (src/main.ts) is then a few lines that run
+    // before the rest is loaded, so its signal handlers are in place within milliseconds of exec.
+    splitting: true,
     sourcemap: "inline",
     minify: { syntax: true, whitespace: true, identifiers: false },
     define: defines,
@@ -114,6 +117,12 @@ async function compileOne(
       autoloadBunfig: false,
     },
   });
+  // With splitting, Bun also writes each chunk's source map beside the executable although the
+  // maps are embedded in it: stray files nothing reads.
+  for (const name of readdirSync(dirname(outfile))) {
+    if (/^chunk-[0-9a-z]+\.js\.map$/.test(name))
+      rmSync(join(dirname(outfile), name), { force: true });
+  }
   if (!result.success) {
     const messages = result.logs.map((l) => {
       const at = l.position ? `${l.position.file}:${l.position.line}:${l.position.column}: ` : "";

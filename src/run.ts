@@ -27,6 +27,7 @@ import {
 } from "./testing-knobs.ts";
 import { tracingConfigFromEnv } from "./tracing/config.ts";
 import { initTracing, shutdownTracing } from "./tracing/index.ts";
+import { releaseEarlySignalExit } from "./util/early-signals.ts";
 import type { SdNotifier } from "./util/sd-notify.ts";
 import { parentDeathWarning } from "./util/spawn.ts";
 import { BUILD_TAG } from "./version.ts";
@@ -35,6 +36,7 @@ const SIGNAL_NUMBERS = { SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 } as const;
 
 /** Resolves on the first SIGINT, SIGTERM or SIGQUIT; each one received is logged. */
 function terminationSignal(): Promise<void> {
+  releaseEarlySignalExit();
   return new Promise((resolve) => {
     for (const [name, signo] of Object.entries(SIGNAL_NUMBERS)) {
       process.on(name, () => {

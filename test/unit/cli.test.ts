@@ -457,7 +457,7 @@ describe("--help", () => {
     expect(text).toContain("[default: neon_superuser]");
     expect(text).toContain("[default: 3080]");
     expect(text).toContain("[default: 0.0.0.0:10301]");
-    // The subcommands main.ts dispatches are named, with where their own help is.
+    // The subcommands command.ts dispatches are named, with where their own help is.
     for (const [name] of SUBCOMMANDS) expect(text).toContain(`  ${name} `);
     expect(text).toContain("compute_ctl spec plan --help");
     // No terminal colour codes: the text may be piped.

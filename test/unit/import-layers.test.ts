@@ -16,6 +16,7 @@ const LAYER: Record<string, number> = {
   compute: 3,
   http: 4,
   cli: 5,
+  command: 5,
   run: 5,
   main: 5,
 };

@@ -6,9 +6,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { decode } from "../../../src/api/decode.ts";
 import type { ParsedSpec } from "../../../src/api/parsed-spec.ts";
 import { ComputeSpec } from "../../../src/api/spec.ts";
-import { applySpec } from "../../../src/compute/apply.ts";
+import { applySpec, LAKEBASE_START_OPTIONS } from "../../../src/compute/apply.ts";
 import type { ComputeEnv } from "../../../src/compute/env.ts";
 import { createMetrics } from "../../../src/metrics/registry.ts";
+import { localClient } from "../../../src/postgres/client.ts";
 import { installDatabricksAuthStub } from "../../support/databricks-stub.ts";
 import { installNeonStub } from "../../support/neon-stub.ts";
 import { startTestPostgres, type TestPostgres } from "../../support/pg.ts";
@@ -63,6 +64,21 @@ afterAll(async () => {
 });
 
 describe("lakebase apply", () => {
+  it("a start's connections: statement_timeout 2min after the forced options, which stay", async () => {
+    const sql = localClient(new URL(pg.url), {
+      applicationName: "compute_ctl:apply_config",
+      extraOptions: LAKEBASE_START_OPTIONS,
+    });
+    try {
+      const [row] = await sql.unsafe(
+        "SELECT current_setting('statement_timeout') AS t, current_setting('search_path') AS p, current_setting('default_transaction_read_only') AS r",
+      );
+      expect({ ...row }).toEqual({ t: "2min", p: "''", r: "off" });
+    } finally {
+      await sql.end({ timeout: 1 });
+    }
+  });
+
   it("creates the Databricks objects; migrations name databricks_superuser", async () => {
     await applySpec(env(true), pspec([{ name: "app_user" }]), "start");
 

@@ -1,21 +1,27 @@
 // The command line: every flag of the reference compute_ctl (same long names, short forms and
 // defaults) plus a few of our own, turned into validated Params.
 //
-// citty defines the command (names, shorts, types, defaults, descriptions: the one source of
-// truth), but its parser is lenient: it accepts unknown flags, missing values and garbage numbers.
-// The reference is strict (clap), so parseCli scans argv itself against those definitions and
-// reproduces clap's rules and its error wording, on one line.
-import {
-  type ArgsDef,
-  type BooleanArgDef,
-  defineCommand,
-  type EnumArgDef,
-  type StringArgDef,
-} from "citty";
+// One table per command (the run, `spec plan`, `vm-monitor`), each scanned by the one argument
+// scanner (util/args.ts) with clap's rules and wording. citty's defineCommand carries the run's
+// table as its command definition; its own parser is lenient (unknown flags, missing values,
+// garbage numbers pass), so it is not used.
+import { type ArgsDef, defineCommand } from "citty";
 import type { Params } from "./config/params.ts";
+import { isPrivilegedRoleName } from "./config/role-name.ts";
 import { ConfigError, UsageError } from "./errors.ts";
 import { type LogFormat, type LogLevelName, parseLevelFilter } from "./log.ts";
-import { closestName } from "./util/suggest.ts";
+import {
+  type ArgDef,
+  type ArgTable,
+  argValue,
+  checkGiven,
+  type Given,
+  invalidValue,
+  parseInteger,
+  renderOptions,
+  scanArgs,
+  usageLine,
+} from "./util/args.ts";
 import { BUILD_TAG, BUILD_TARGET, VERSION } from "./version.ts";
 
 export type CliResult =
@@ -177,8 +183,6 @@ const args = {
 } satisfies ArgsDef;
 
 type ArgName = keyof typeof args;
-/** compute_ctl takes no positionals, so every definition is one of these. */
-type ArgDef = BooleanArgDef | StringArgDef | EnumArgDef;
 
 const DESCRIPTION = "Boots a stateless Postgres compute from Neon storage and supervises it";
 
@@ -188,93 +192,23 @@ export const command = defineCommand({
   args,
 });
 
-/** Integer flags and their range (clap's u16 for ports, u64 for seconds). */
-const INTEGER_ARGS: Partial<Record<ArgName, "u16" | "u64">> = {
-  "external-http-port": "u16",
-  "internal-http-port": "u16",
-  "http-port": "u16",
-  "installed-extensions-collection-interval": "u64",
-  "pg-init-timeout": "u64",
-};
-
-/** Flags that take their default from the environment when not given. */
-const ENV_ARGS: Partial<Record<ArgName, string>> = { pgbin: "POSTGRES_PATH" };
-
-/** Pairs that may not both be given explicitly (clap's conflicts_with, plus ours for -S). */
-const CONFLICTS: [ArgName, ArgName][] = [
-  ["http-port", "external-http-port"],
-  ["http-port", "internal-http-port"],
-  ["config", "control-plane-uri"],
-  ["spec-path", "config"],
-  ["spec-path", "control-plane-uri"],
-];
-
-const CONFIG_SOURCES: ArgName[] = ["config", "control-plane-uri", "spec-path"];
-
-function defOf(name: ArgName): ArgDef {
-  return args[name] as ArgDef;
-}
-
-function takesValue(def: ArgDef): boolean {
-  return def.type === "string" || def.type === "enum";
-}
-
-function shortOf(def: ArgDef): string | undefined {
-  const a = def.alias;
-  return typeof a === "string" ? a : a?.[0];
-}
-
-/** How clap names an argument in messages: `--pgdata <DATADIR>`, or `--dev` for a switch. */
-function display(name: ArgName): string {
-  const def = defOf(name);
-  return takesValue(def) ? `--${name} <${def.valueHint}>` : `--${name}`;
-}
-
-const BY_SHORT = new Map<string, ArgName>();
-for (const name of Object.keys(args) as ArgName[]) {
-  const s = shortOf(defOf(name));
-  if (s) BY_SHORT.set(s, name);
-}
-
-function isArgName(s: string): s is ArgName {
-  return Object.hasOwn(args, s);
-}
-
-/** clap's wording, with a suggestion when the name looks like a typo of a real one. */
-function unknownLong(long: string): UsageError {
-  const near = closestName(long, Object.keys(args));
-  const tip = near === undefined ? "" : ` (did you mean '--${near}'?)`;
-  return new UsageError(`unexpected argument '--${long}' found${tip}`);
-}
-
-/** clap's rule: a following token starting with '-' (other than '-' alone) is a new argument. */
-function looksLikeFlag(token: string): boolean {
-  return token.startsWith("-") && token !== "-";
-}
-
-function parseInteger(name: ArgName, raw: string, kind: "u16" | "u64"): number {
-  const bad = (reason: string) =>
-    new UsageError(`invalid value '${raw}' for '${display(name)}': ${reason}`);
-  // Rust's integer parsing: an optional sign, then digits only (no spaces, no hex, no '_').
-  if (raw === "") throw bad("cannot parse integer from empty string");
-  const signed = kind === "u16" ? /^[+-]?\d+$/ : /^\+?\d+$/;
-  if (!signed.test(raw)) throw bad("invalid digit found in string");
-  const n = BigInt(raw);
-  if (kind === "u16") {
-    if (n < 0n || n > 65535n) throw bad(`${n} is not in 0..=65535`);
-  } else if (n > BigInt(Number.MAX_SAFE_INTEGER)) {
-    // u64 would allow more, but JS numbers are exact only up to 2^53-1 and no timer needs more.
-    throw bad(`${n} is not in 0..=${Number.MAX_SAFE_INTEGER}`);
+/** The privileged role's name is written into SQL bare; clap's value parser refuses others. */
+function checkPrivilegedRoleName<N extends string>(table: ArgTable<N>, name: N, raw: string): void {
+  if (!isPrivilegedRoleName(raw)) {
+    throw invalidValue(
+      table,
+      name,
+      raw,
+      "--privileged-role-name can only contain lowercase letters and underscores",
+    );
   }
-  return Number(n);
 }
 
 function parseRemoteExtBaseUrl(raw: string): string {
   // Extension paths are later resolved against this base, so it must end in exactly one '/'
   // or the last path segment would be replaced.
   const withSlash = `${raw.replace(/\/+$/, "")}/`;
-  const bad = (reason: string) =>
-    new UsageError(`invalid value '${raw}' for '${display("remote-ext-base-url")}': ${reason}`);
+  const bad = (reason: string) => invalidValue(RUN, "remote-ext-base-url", raw, reason);
   let url: URL;
   try {
     url = new URL(withSlash);
@@ -285,137 +219,35 @@ function parseRemoteExtBaseUrl(raw: string): string {
   return url.href;
 }
 
-function parsePrivilegedRoleName(raw: string): string {
-  // The name is interpolated into SQL unquoted, so only a safe alphabet is allowed.
-  if (!/^[a-z_]+$/.test(raw)) {
-    throw new UsageError(
-      `invalid value '${raw}' for '${display("privileged-role-name")}': --privileged-role-name can only contain lowercase letters and underscores`,
-    );
-  }
-  return raw;
-}
+/** The run's table: the flags of the reference compute_ctl plus ours. */
+const RUN: ArgTable<ArgName> = {
+  args: args as Record<ArgName, ArgDef>,
+  integers: {
+    "external-http-port": "u16",
+    "internal-http-port": "u16",
+    "http-port": "u16",
+    "installed-extensions-collection-interval": "u64",
+    "pg-init-timeout": "u64",
+  },
+  // pgbin's default comes from POSTGRES_PATH; RUST_LOG is read as a filter when --log-level is
+  // not given (parseCli does that, not argValue).
+  env: { pgbin: "POSTGRES_PATH", "log-level": "RUST_LOG" },
+  // clap's conflicts_with, plus ours for -S.
+  conflicts: [
+    ["http-port", "external-http-port"],
+    ["http-port", "internal-http-port"],
+    ["config", "control-plane-uri"],
+    ["spec-path", "config"],
+    ["spec-path", "control-plane-uri"],
+  ],
+  stopAt: ["help", "version"],
+  check(name, raw) {
+    if (name === "privileged-role-name") checkPrivilegedRoleName(RUN, name, raw);
+    else if (name === "remote-ext-base-url") parseRemoteExtBaseUrl(raw);
+  },
+};
 
-/** Checks a value as clap's value parser would, at the point the flag is read. */
-function checkValue(name: ArgName, raw: string): void {
-  const def = defOf(name);
-  if (def.type === "enum") {
-    const options = def.options ?? [];
-    if (!options.includes(raw)) {
-      throw new UsageError(
-        `invalid value '${raw}' for '${display(name)}' [possible values: ${options.join(", ")}]`,
-      );
-    }
-    return;
-  }
-  const int = INTEGER_ARGS[name];
-  if (int) parseInteger(name, raw, int);
-  else if (name === "privileged-role-name") parsePrivilegedRoleName(raw);
-  else if (name === "remote-ext-base-url") parseRemoteExtBaseUrl(raw);
-}
-
-function missingValue(name: ArgName): UsageError {
-  const def = defOf(name);
-  const hint = def.type === "enum" ? ` [possible values: ${(def.options ?? []).join(", ")}]` : "";
-  return new UsageError(`a value is required for '${display(name)}' but none was supplied${hint}`);
-}
-
-/** Explicitly given flags, in command-line order: a value, or `true` for a switch. */
-type Given = Map<ArgName, string | true>;
-
-type Early = { kind: "help" } | { kind: "version" };
-
-/** Scans argv left to right with clap's rules; stops early at --help / --version. */
-function scan(argv: string[]): Given | Early {
-  const given: Given = new Map();
-
-  const record = (name: ArgName, value: string | true): Early | undefined => {
-    if (given.has(name)) {
-      throw new UsageError(`the argument '${display(name)}' cannot be used multiple times`);
-    }
-    if (value !== true) checkValue(name, value);
-    given.set(name, value);
-    if (name === "help") return { kind: "help" };
-    if (name === "version") return { kind: "version" };
-    return undefined;
-  };
-
-  for (let i = 0; i < argv.length; i++) {
-    const token = argv[i]!;
-    if (token === "--") {
-      // Everything after `--` is positional, and compute_ctl takes no positionals.
-      const extra = argv[i + 1];
-      if (extra !== undefined) throw new UsageError(`unexpected argument '${extra}' found`);
-      break;
-    }
-    if (token.startsWith("--")) {
-      const eq = token.indexOf("=");
-      const long = eq === -1 ? token.slice(2) : token.slice(2, eq);
-      const attached = eq === -1 ? undefined : token.slice(eq + 1);
-      // clap does not infer abbreviations, so only an exact long name matches.
-      if (!isArgName(long)) throw unknownLong(long);
-      const def = defOf(long);
-      let value: string | true;
-      if (!takesValue(def)) {
-        if (attached !== undefined) {
-          throw new UsageError(
-            `unexpected value '${attached}' for '${display(long)}' found; no more were expected`,
-          );
-        }
-        value = true;
-      } else if (attached !== undefined) {
-        value = attached;
-      } else {
-        const next = argv[i + 1];
-        if (next === undefined || looksLikeFlag(next)) throw missingValue(long);
-        value = next;
-        i++;
-      }
-      const early = record(long, value);
-      if (early) return early;
-      continue;
-    }
-    if (looksLikeFlag(token)) {
-      // A cluster of shorts: switches may be stacked; a value-taking short consumes the rest of
-      // the token (`-Dvalue`, `-D=value`) or, if nothing is left, the next argument.
-      let j = 1;
-      while (j < token.length) {
-        const c = token[j]!;
-        const name = BY_SHORT.get(c);
-        if (!name) throw new UsageError(`unexpected argument '-${token.slice(j)}' found`);
-        const def = defOf(name);
-        if (!takesValue(def)) {
-          const early = record(name, true);
-          if (early) return early;
-          j++;
-          continue;
-        }
-        let rest = token.slice(j + 1);
-        let value: string;
-        if (rest !== "") {
-          if (rest.startsWith("=")) rest = rest.slice(1);
-          value = rest;
-        } else {
-          const next = argv[i + 1];
-          if (next === undefined || looksLikeFlag(next)) throw missingValue(name);
-          value = next;
-          i++;
-        }
-        const early = record(name, value);
-        if (early) return early;
-        break;
-      }
-      continue;
-    }
-    throw new UsageError(`unexpected argument '${token}' found`);
-  }
-  return given;
-}
-
-/** The usage line clap prints: options, then every required flag. */
-function usageLine(): string {
-  const required = (Object.keys(args) as ArgName[]).filter((n) => defOf(n).required);
-  return `compute_ctl [OPTIONS] ${required.map(display).join(" ")}`;
-}
+const CONFIG_SOURCES: ArgName[] = ["config", "control-plane-uri", "spec-path"];
 
 /** The subcommands main.ts dispatches before the flags are parsed, as --help lists them. */
 export const SUBCOMMANDS: [string, string][] = [
@@ -429,31 +261,15 @@ export function helpHint(command = "compute_ctl"): string {
 }
 
 /**
- * The --help text, rendered from the same definitions as the parser: every flag with its short
- * form, value name, description, environment variable, default and possible values.
+ * The --help text, rendered from the same table as the parser: every flag with its short form,
+ * value name, description, environment variable, default and possible values.
  * (citty's renderUsage is async, colours its output by environment, and cannot show env vars.)
  */
 export function renderHelp(): string {
-  const lines: string[] = [];
-  for (const name of Object.keys(args) as ArgName[]) {
-    const def = defOf(name);
-    const short = shortOf(def);
-    // clap's long-help layout: the flag on its own line, the notes indented below it.
-    lines.push(`  ${short ? `-${short}, ` : "    "}${display(name)}`);
-    const notes: string[] = [];
-    if (def.description) notes.push(def.description);
-    const envName = ENV_ARGS[name] ?? (name === "log-level" ? "RUST_LOG" : undefined);
-    if (envName) notes.push(`[env: ${envName}]`);
-    if (def.type === "enum") notes.push(`[possible values: ${(def.options ?? []).join(", ")}]`);
-    if (def.default !== undefined) notes.push(`[default: ${def.default}]`);
-    if (def.required) notes.push("[required]");
-    for (const note of notes) lines.push(`          ${note}`);
-    lines.push("");
-  }
   return [
     DESCRIPTION,
     "",
-    `Usage: ${usageLine()}`,
+    `Usage: ${usageLine(RUN, "compute_ctl")}`,
     `       compute_ctl <COMMAND> [ARGS]`,
     "",
     "Exactly one of --config, --control-plane-uri or --spec-path is required.",
@@ -463,7 +279,7 @@ export function renderHelp(): string {
     "  Each has its own --help, e.g. `compute_ctl spec plan --help`.",
     "",
     "Options:",
-    ...lines,
+    ...renderOptions(RUN),
   ].join("\n");
 }
 
@@ -482,49 +298,20 @@ export function versionText(): string {
  * that names the flag) for anything wrong with the command line.
  */
 export function parseCli(argv: string[], env: Record<string, string | undefined>): CliResult {
-  const scanned = scan(argv);
-  if (!(scanned instanceof Map)) {
-    return scanned.kind === "help"
+  const scanned = scanArgs(RUN, argv);
+  if ("stop" in scanned) {
+    return scanned.stop === "help"
       ? { kind: "help", text: renderHelp() }
       : { kind: "version", text: versionText() };
   }
-  const given = scanned;
+  const given = scanned.given;
+  checkGiven(RUN, given);
 
-  // clap checks conflicts among explicitly given flags (defaults never conflict), in
-  // command-line order, before it checks required flags.
-  for (const name of given.keys()) {
-    for (const [a, b] of CONFLICTS) {
-      const other = name === a ? b : name === b ? a : undefined;
-      if (other && given.has(other)) {
-        throw new UsageError(
-          `the argument '${display(name)}' cannot be used with '${display(other)}'`,
-        );
-      }
-    }
-  }
-
-  const missing = (Object.keys(args) as ArgName[]).filter(
-    (n) => defOf(n).required && !given.has(n),
-  );
-  if (missing.length > 0) {
-    throw new UsageError(
-      `the following required arguments were not provided: ${missing.map(display).join(", ")}`,
-    );
-  }
-
-  const str = (name: ArgName): string | undefined => {
-    const v = given.get(name);
-    if (typeof v === "string") return v;
-    const envName = ENV_ARGS[name];
-    // Like clap, a set but empty variable still counts as a value.
-    if (envName !== undefined && env[envName] !== undefined) return env[envName];
-    const d = defOf(name).default;
-    return d === undefined ? undefined : String(d);
-  };
+  const str = (name: ArgName): string | undefined => argValue(RUN, given, name, env);
   const req = (name: ArgName): string => str(name)!;
   const int = (name: ArgName): number | null => {
     const v = str(name);
-    return v === undefined ? null : parseInteger(name, v, INTEGER_ARGS[name]!);
+    return v === undefined ? null : parseInteger(RUN, name, v, RUN.integers![name]!);
   };
 
   // The reference parses connstr in main(), after the command line was accepted, and a failure
@@ -560,6 +347,8 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
 
   const remote = str("remote-ext-base-url");
   const logLevelGiven = given.get("log-level");
+  const privilegedRoleName = req("privileged-role-name");
+  checkPrivilegedRoleName(RUN, "privileged-role-name", privilegedRoleName);
 
   return {
     kind: "run",
@@ -571,7 +360,7 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
       externalHttpPort,
       internalHttpPort,
       httpPort,
-      privilegedRoleName: parsePrivilegedRoleName(req("privileged-role-name")),
+      privilegedRoleName,
       cgroup: req("cgroup"),
       filecacheConnstr: req("filecache-connstr"),
       vmMonitorAddr: req("vm-monitor-addr"),
@@ -594,6 +383,110 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
   };
 }
 
+// `compute_ctl spec plan`: the dry run (spec/plan-cli.ts runs it).
+
+export interface SpecPlanParams {
+  connstr: URL;
+  specPath: string | null;
+  configPath: string | null;
+  privilegedRoleName: string;
+}
+
+export type SpecPlanCliResult =
+  | { kind: "run"; params: SpecPlanParams }
+  | { kind: "help"; text: string };
+
+type SpecPlanArg = "connstr" | "spec-path" | "config" | "privileged-role-name" | "help";
+
+const SPEC_PLAN: ArgTable<SpecPlanArg> = {
+  args: {
+    connstr: {
+      type: "string",
+      alias: "C",
+      required: true,
+      valueHint: "URL",
+      description: "URL of the Postgres whose catalog the plan is made against",
+    },
+    "spec-path": {
+      type: "string",
+      alias: "S",
+      valueHint: "SPEC_FILE",
+      description: "Path to a ComputeSpec or ComputeConfig JSON file",
+    },
+    config: {
+      type: "string",
+      alias: "c",
+      valueHint: "CONFIG_FILE",
+      description: "Path to a ComputeConfig JSON file",
+    },
+    "privileged-role-name": {
+      type: "string",
+      default: "neon_superuser",
+      valueHint: "PRIVILEGED_ROLE_NAME",
+      description: "Name of the privileged role granted to users (lowercase letters and '_' only)",
+    },
+    help: { type: "boolean", alias: "h", description: "Print help" },
+  },
+  conflicts: [["spec-path", "config"]],
+  stopAt: ["help"],
+  check(name, raw) {
+    if (name === "privileged-role-name") checkPrivilegedRoleName(SPEC_PLAN, name, raw);
+  },
+};
+
+function specPlanHelp(): string {
+  return [
+    "Print the statements that applying the spec would run against a Postgres, without running them.",
+    "",
+    `Usage: ${usageLine(SPEC_PLAN, "compute_ctl spec plan")} (--spec-path <SPEC_FILE> | --config <CONFIG_FILE>)`,
+    "",
+    "Options:",
+    ...renderOptions(SPEC_PLAN),
+  ].join("\n");
+}
+
+/**
+ * Parses the arguments after `spec` (`plan …`). Throws UsageError (exit 2) for the command line,
+ * ConfigError (exit 1) for a connstr that is not a URL.
+ */
+export function parseSpecPlanCli(argv: string[]): SpecPlanCliResult {
+  const [sub, ...rest] = argv;
+  if (sub === "--help" || sub === "-h" || sub === "help") {
+    return { kind: "help", text: specPlanHelp() };
+  }
+  if (sub !== "plan") {
+    throw new UsageError(
+      sub === undefined
+        ? "missing subcommand for 'spec': expected 'plan'"
+        : `unknown subcommand 'spec ${sub}': expected 'plan'`,
+    );
+  }
+  const scanned = scanArgs(SPEC_PLAN, rest);
+  if ("stop" in scanned) return { kind: "help", text: specPlanHelp() };
+  const given = scanned.given;
+  checkGiven(SPEC_PLAN, given);
+  if (!given.has("spec-path") && !given.has("config")) {
+    throw new UsageError("one of --spec-path or --config is required");
+  }
+  const raw = argValue(SPEC_PLAN, given, "connstr")!;
+  let connstr: URL;
+  try {
+    connstr = new URL(raw);
+  } catch {
+    throw new ConfigError(`invalid value '${raw}' for '--connstr': not a URL`);
+  }
+  const privilegedRoleName = argValue(SPEC_PLAN, given, "privileged-role-name")!;
+  return {
+    kind: "run",
+    params: {
+      connstr,
+      specPath: argValue(SPEC_PLAN, given, "spec-path") ?? null,
+      configPath: argValue(SPEC_PLAN, given, "config") ?? null,
+      privilegedRoleName,
+    },
+  };
+}
+
 // `compute_ctl vm-monitor`: the monitor alone, as the reference's separate `vm-monitor` binary.
 
 export interface VmMonitorParams {
@@ -606,102 +499,58 @@ export type VmMonitorCliResult =
   | { kind: "run"; params: VmMonitorParams }
   | { kind: "help"; text: string };
 
-interface SubFlag {
-  short: string;
-  valueHint: string;
-  description: string;
-  default?: string;
-}
+type VmMonitorArg = "cgroup" | "pgconnstr" | "addr" | "help";
 
-/** The subcommand's flags (all take a value); the keys are the long names. */
-const VM_MONITOR_FLAGS = {
-  cgroup: {
-    short: "c",
-    valueHint: "CGROUP",
-    description: "cgroup whose memory is watched (none: no memory watcher)",
+const VM_MONITOR: ArgTable<VmMonitorArg> = {
+  args: {
+    cgroup: {
+      type: "string",
+      alias: "c",
+      valueHint: "CGROUP",
+      description: "cgroup whose memory is watched (none: no memory watcher)",
+    },
+    pgconnstr: {
+      type: "string",
+      alias: "p",
+      valueHint: "PGCONNSTR",
+      description:
+        "libpq keyword=value connection string for file cache sizing (none: no file cache)",
+    },
+    addr: {
+      type: "string",
+      alias: "a",
+      valueHint: "ADDR",
+      description: "Address to listen on for the autoscaler agent",
+      default: "0.0.0.0:10301",
+    },
+    help: { type: "boolean", alias: "h", description: "Print help" },
   },
-  pgconnstr: {
-    short: "p",
-    valueHint: "PGCONNSTR",
-    description:
-      "libpq keyword=value connection string for file cache sizing (none: no file cache)",
-  },
-  addr: {
-    short: "a",
-    valueHint: "ADDR",
-    description: "Address to listen on for the autoscaler agent",
-    default: "0.0.0.0:10301",
-  },
-} satisfies Record<string, SubFlag>;
-
-type VmMonitorFlag = keyof typeof VM_MONITOR_FLAGS;
+  stopAt: ["help"],
+};
 
 function vmMonitorHelp(): string {
-  const lines = [
+  return [
     "Runs the vm-monitor alone, for the autoscaler agent",
     "",
-    "Usage: compute_ctl vm-monitor [OPTIONS]",
+    `Usage: ${usageLine(VM_MONITOR, "compute_ctl vm-monitor")}`,
     "",
     "Options:",
-  ];
-  for (const [name, f] of Object.entries(VM_MONITOR_FLAGS) as [VmMonitorFlag, SubFlag][]) {
-    lines.push(`  -${f.short}, --${name} <${f.valueHint}>`, `          ${f.description}`);
-    if (f.default !== undefined) lines.push(`          [default: ${f.default}]`);
-  }
-  lines.push("  -h, --help", "          Print help");
-  return lines.join("\n");
+    ...renderOptions(VM_MONITOR),
+  ].join("\n");
 }
 
-/** Parses the arguments after `vm-monitor` with the same strictness as the main command. */
+/** Parses the arguments after `vm-monitor` with the same scanner as the main command. */
 export function parseVmMonitorCli(argv: string[]): VmMonitorCliResult {
-  const byShort = new Map<string, VmMonitorFlag>();
-  for (const [name, f] of Object.entries(VM_MONITOR_FLAGS) as [VmMonitorFlag, SubFlag][]) {
-    byShort.set(f.short, name);
-  }
-  const show = (n: VmMonitorFlag) => `--${n} <${VM_MONITOR_FLAGS[n].valueHint}>`;
-  const given = new Map<VmMonitorFlag, string>();
-  for (let i = 0; i < argv.length; i++) {
-    const token = argv[i]!;
-    if (token === "-h" || token === "--help") return { kind: "help", text: vmMonitorHelp() };
-    let name: VmMonitorFlag | undefined;
-    let value: string | undefined;
-    if (token.startsWith("--")) {
-      const eq = token.indexOf("=");
-      const long = eq === -1 ? token.slice(2) : token.slice(2, eq);
-      if (!Object.hasOwn(VM_MONITOR_FLAGS, long)) {
-        const near = closestName(long, Object.keys(VM_MONITOR_FLAGS));
-        const tip = near === undefined ? "" : ` (did you mean '--${near}'?)`;
-        throw new UsageError(`unexpected argument '--${long}' found${tip}`);
-      }
-      name = long as VmMonitorFlag;
-      if (eq !== -1) value = token.slice(eq + 1);
-    } else if (looksLikeFlag(token)) {
-      name = byShort.get(token[1]!);
-      if (!name) throw new UsageError(`unexpected argument '${token}' found`);
-      const rest = token.slice(2);
-      if (rest !== "") value = rest.startsWith("=") ? rest.slice(1) : rest;
-    } else {
-      throw new UsageError(`unexpected argument '${token}' found`);
-    }
-    if (value === undefined) {
-      const next = argv[i + 1];
-      if (next === undefined || looksLikeFlag(next)) {
-        throw new UsageError(`a value is required for '${show(name)}' but none was supplied`);
-      }
-      value = next;
-      i++;
-    }
-    if (given.has(name)) {
-      throw new UsageError(`the argument '${show(name)}' cannot be used multiple times`);
-    }
-    given.set(name, value);
-  }
+  const scanned = scanArgs(VM_MONITOR, argv);
+  if ("stop" in scanned) return { kind: "help", text: vmMonitorHelp() };
+  const given: Given<VmMonitorArg> = scanned.given;
+  checkGiven(VM_MONITOR, given);
   return {
     kind: "run",
     params: {
-      cgroup: given.get("cgroup") ?? null,
-      pgconnstr: given.get("pgconnstr") ?? null,
-      addr: given.get("addr") ?? VM_MONITOR_FLAGS.addr.default,
+      cgroup: argValue(VM_MONITOR, given, "cgroup") ?? null,
+      pgconnstr: argValue(VM_MONITOR, given, "pgconnstr") ?? null,
+      addr: argValue(VM_MONITOR, given, "addr")!,
     },
   };
 }

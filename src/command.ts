@@ -2,16 +2,13 @@
 // Exit codes: 2 for usage errors, 1 for configuration errors, failed starts and signals,
 // otherwise Postgres's own exit code. Everything past the command line is imported lazily, so
 // --help and --version answer without loading the HTTP, schema and JWT libraries.
-import { helpHint, parseCli, parseVmMonitorCli } from "./cli.ts";
+import { helpHint, parseCli, parseSpecPlanCli, parseVmMonitorCli } from "./cli.ts";
 import { ConfigError, UsageError } from "./errors.ts";
 import { environment } from "./testing-knobs.ts";
 
 export async function main(argv: string[]): Promise<number> {
   // `compute_ctl spec plan …` (the dry run) has its own flags; checked before the normal parse.
-  if (argv[0] === "spec") {
-    const { specMain } = await import("./spec/plan-cli.ts");
-    return specMain(argv.slice(1));
-  }
+  if (argv[0] === "spec") return specPlanMain(argv.slice(1));
   // `compute_ctl vm-monitor …`: the vm-monitor alone (the reference's `vm-monitor` binary).
   if (argv[0] === "vm-monitor") return vmMonitorMain(argv.slice(1));
   let parsed: ReturnType<typeof parseCli>;
@@ -34,8 +31,32 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(parsed.text.endsWith("\n") ? parsed.text : `${parsed.text}\n`);
     return 0;
   }
+  const parsedAt = performance.now();
   const { run } = await import("./run.ts");
-  return run(parsed.params);
+  return run(parsed.params, { parsedAt });
+}
+
+async function specPlanMain(argv: string[]): Promise<number> {
+  let parsed: ReturnType<typeof parseSpecPlanCli>;
+  try {
+    parsed = parseSpecPlanCli(argv);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`error: ${err.message}; ${helpHint("compute_ctl spec plan")}\n`);
+      return 2;
+    }
+    if (err instanceof ConfigError) {
+      process.stderr.write(`error: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+  if (parsed.kind === "help") {
+    process.stdout.write(`${parsed.text}\n`);
+    return 0;
+  }
+  const { specMain } = await import("./spec/plan-cli.ts");
+  return specMain(parsed.params);
 }
 
 async function vmMonitorMain(argv: string[]): Promise<number> {

@@ -1,8 +1,9 @@
 // Where the compute's configuration comes from: a ComputeConfig file (-c), the older spec file
 // (-S: a bare ComputeSpec or a ComputeConfig), or the control plane (-p).
-import { ComputeConfig, ControlPlaneConfigResponse, type JwkSet } from "../api/config.ts";
+import { type ComputeConfig, ControlPlaneConfigResponse, type JwkSet } from "../api/config.ts";
 import { parseJson } from "../api/decode.ts";
-import { ComputeSpec, type TlsConfig } from "../api/spec.ts";
+import type { TlsConfig } from "../api/spec.ts";
+import { loadConfigFile } from "../config/load.ts";
 import type { Params } from "../config/params.ts";
 import { ConfigError } from "../errors.ts";
 import { log } from "../log.ts";
@@ -19,14 +20,6 @@ export interface AcquiredConfig {
   tls: TlsConfig | null;
 }
 
-async function readFile(path: string, flag: string): Promise<string> {
-  try {
-    return await Bun.file(path).text();
-  } catch (err) {
-    throw new ConfigError(`cannot read ${flag} file ${path}`, { cause: err });
-  }
-}
-
 function fromConfig(config: ComputeConfig): AcquiredConfig {
   return {
     spec: config.spec ?? null,
@@ -35,39 +28,16 @@ function fromConfig(config: ComputeConfig): AcquiredConfig {
   };
 }
 
-function decodeFile<T>(decode: () => T, path: string, flag: string): T {
-  try {
-    return decode();
-  } catch (err) {
-    throw new ConfigError(`invalid ${flag} file ${path}`, { cause: err });
-  }
-}
-
 export async function acquireConfig(params: Params, metrics: Metrics): Promise<AcquiredConfig> {
-  if (params.configPath) {
-    const path = params.configPath;
-    const text = await readFile(path, "--config");
-    return fromConfig(decodeFile(() => parseJson(ComputeConfig, text), path, "--config"));
-  }
-  if (params.specPath) {
-    const path = params.specPath;
-    const text = await readFile(path, "--spec-path");
-    // A ComputeConfig is recognised by its `compute_ctl_config` key; anything else is a spec.
-    let isConfig = false;
-    try {
-      const doc: unknown = JSON.parse(text);
-      isConfig = typeof doc === "object" && doc !== null && "compute_ctl_config" in doc;
-    } catch {
-      // parseJson below reports the syntax error with its position.
-    }
-    if (isConfig) {
-      return fromConfig(decodeFile(() => parseJson(ComputeConfig, text), path, "--spec-path"));
-    }
-    const spec = decodeFile(() => parseJson(ComputeSpec, text), path, "--spec-path");
+  if (params.configPath || params.specPath) {
+    const loaded = params.configPath
+      ? await loadConfigFile(params.configPath, "--config")
+      : await loadConfigFile(params.specPath!, "--spec-path");
+    if (loaded.kind === "config") return fromConfig(loaded.config);
     log.warn(
       "--spec-path gave a bare compute spec without compute_ctl_config: there is no JWKS, so every authenticated route of the external HTTP API will answer 401",
     );
-    return { spec, jwks: null, tls: null };
+    return { spec: loaded.spec, jwks: null, tls: null };
   }
   if (params.controlPlaneUri) {
     const response = await fetchConfigFromControlPlane({

@@ -2,11 +2,13 @@
 // neon_migration.migration_id holds how many have run; each runs in its own
 // transaction together with the bump of that counter, so a failure leaves the previous count and
 // the next start resumes there. ONLY APPEND to the list: ids are positions.
+
 import type { Sql } from "postgres";
+import { isPrivilegedRoleName } from "../config/role-name.ts";
 import { formatOneLine } from "../errors.ts";
 import { log } from "../log.ts";
 
-/** `{priv}` is replaced by the privileged role name (validated `^[a-z_]+$`, written bare). */
+/** `{priv}` is replaced by the privileged role name (checked by isPrivilegedRoleName, written bare). */
 export const MIGRATIONS: readonly string[] = [
   // 1
   "ALTER ROLE {priv} BYPASSRLS",
@@ -62,7 +64,7 @@ $$`,
 ];
 
 export function renderMigrations(privilegedRoleName: string, lakebase = false): string[] {
-  if (!/^[a-z_]+$/.test(privilegedRoleName)) {
+  if (!isPrivilegedRoleName(privilegedRoleName)) {
     throw new Error(`invalid privileged role name '${privilegedRoleName}'`);
   }
   const rendered = MIGRATIONS.map((m) => m.replaceAll("{priv}", privilegedRoleName));

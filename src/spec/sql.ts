@@ -2,12 +2,14 @@
 // comparisons use OPERATOR(pg_catalog.…), so objects planted in a user's search_path cannot
 // change what runs. Values that PL/pgSQL needs arrive dollar-quoted (pgQuoteDollar) and reach
 // dynamic SQL only through format('%I').
+
 import type { Role } from "../api/spec.ts";
+import { isPrivilegedRoleName } from "../config/role-name.ts";
 import { escapeLiteral, pgQuote, pgQuoteDollar, roleOptions } from "./quote.ts";
 
-/** `--privileged-role-name` is `^[a-z_]+$`, so it is written bare, as the reference does. */
+/** `--privileged-role-name` passes isPrivilegedRoleName, so it is written bare, as the reference does. */
 export function assertPrivilegedRoleName(name: string): void {
-  if (!/^[a-z_]+$/.test(name)) {
+  if (!isPrivilegedRoleName(name)) {
     throw new Error(`invalid privileged role name '${name}': only lowercase letters and '_'`);
   }
 }

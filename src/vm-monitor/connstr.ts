@@ -1,5 +1,13 @@
 // libpq's `keyword=value` connection strings (what --filecache-connstr and --pgconnstr carry),
 // turned into postgres.js options. postgres.js takes a URL or an options object, not this form.
+// The splitting is util/connstring.ts's; the keys allowed and the error wording are libpq's.
+import {
+  type ConnstringPair,
+  ConnstringSyntaxError,
+  isConnstringUrl,
+  splitConnstringUrl,
+  splitKeywordValue,
+} from "../util/connstring.ts";
 
 export interface FileCacheConnOptions {
   host: string;
@@ -51,83 +59,46 @@ const IGNORED = new Set([
   "fallback_application_name",
 ]);
 
-const isSpace = (c: string | undefined) => c !== undefined && /\s/.test(c);
+function checkKey(key: string): void {
+  if (!USED.has(key) && !IGNORED.has(key)) {
+    throw new ConnstrError(`invalid connection option "${key}"`);
+  }
+}
 
-/**
- * Splits a keyword/value string by libpq's rules: `key = value` pairs separated by whitespace;
- * a value is either single-quoted (where `\'` and `\\` escape) or runs to the next whitespace
- * (where a backslash escapes the next character).
- */
+/** A keyword/value string as a map (a later key wins), with libpq's error wording. */
 export function parseKeywordValue(s: string): Map<string, string> {
+  let pairs: ConnstringPair[];
+  try {
+    pairs = splitKeywordValue(s);
+  } catch (err) {
+    if (!(err instanceof ConnstringSyntaxError)) throw err;
+    const e = err.syntax;
+    throw new ConnstrError(
+      e.kind === "missing-equals"
+        ? `missing "=" after "${e.key}" in connection info string`
+        : "unterminated quoted string in connection info string",
+    );
+  }
   const out = new Map<string, string>();
-  let i = 0;
-  const n = s.length;
-  while (i < n) {
-    while (isSpace(s[i])) i++;
-    if (i >= n) break;
-    const keyStart = i;
-    while (i < n && s[i] !== "=" && !isSpace(s[i])) i++;
-    const key = s.slice(keyStart, i);
-    while (isSpace(s[i])) i++;
-    if (s[i] !== "=") {
-      throw new ConnstrError(`missing "=" after "${key}" in connection info string`);
-    }
-    i++;
-    while (isSpace(s[i])) i++;
-    let value = "";
-    if (s[i] === "'") {
-      i++;
-      let closed = false;
-      while (i < n) {
-        const c = s[i]!;
-        if (c === "\\" && i + 1 < n) {
-          value += s[i + 1];
-          i += 2;
-        } else if (c === "'") {
-          i++;
-          closed = true;
-          break;
-        } else {
-          value += c;
-          i++;
-        }
-      }
-      if (!closed) throw new ConnstrError("unterminated quoted string in connection info string");
-    } else {
-      while (i < n && !isSpace(s[i])) {
-        if (s[i] === "\\" && i + 1 < n) {
-          value += s[i + 1];
-          i += 2;
-        } else {
-          value += s[i];
-          i++;
-        }
-      }
-    }
-    if (!USED.has(key) && !IGNORED.has(key)) {
-      throw new ConnstrError(`invalid connection option "${key}"`);
-    }
+  for (const { key, value } of pairs) {
+    checkKey(key);
     out.set(key, value);
   }
   return out;
 }
 
+/** A postgres:// URL as a map; only the first host and its port are kept. */
 function fromUrl(s: string): Map<string, string> {
-  let url: URL;
+  let pairs: [string, string][];
   try {
-    url = new URL(s);
-  } catch {
-    throw new ConnstrError("invalid connection URL");
+    pairs = splitConnstringUrl(s);
+  } catch (err) {
+    throw new ConnstrError(`invalid connection URL: ${(err as Error).message}`);
   }
   const m = new Map<string, string>();
-  if (url.hostname) m.set("host", decodeURIComponent(url.hostname.replace(/^\[|\]$/g, "")));
-  if (url.port) m.set("port", url.port);
-  if (url.username) m.set("user", decodeURIComponent(url.username));
-  if (url.password) m.set("password", decodeURIComponent(url.password));
-  const db = decodeURIComponent(url.pathname.replace(/^\//, ""));
-  if (db) m.set("dbname", db);
-  for (const [k, v] of url.searchParams) {
-    if (!USED.has(k) && !IGNORED.has(k)) throw new ConnstrError(`invalid connection option "${k}"`);
+  for (const [k, v] of pairs) {
+    checkKey(k);
+    if ((k === "host" || k === "port") && m.has(k)) continue;
     m.set(k, v);
   }
   return m;
@@ -139,7 +110,7 @@ function fromUrl(s: string): Map<string, string> {
  * rather than on every agent connection.
  */
 export function parseConnstr(s: string): FileCacheConnOptions {
-  const kv = /^postgres(ql)?:\/\//.test(s) ? fromUrl(s) : parseKeywordValue(s);
+  const kv = isConnstringUrl(s) ? fromUrl(s) : parseKeywordValue(s);
   const sslmode = kv.get("sslmode");
   if (sslmode !== undefined && !["disable", "allow", "prefer"].includes(sslmode)) {
     throw new ConnstrError(

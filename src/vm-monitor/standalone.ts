@@ -1,6 +1,7 @@
 // `compute_ctl vm-monitor`: the monitor without a compute, until SIGINT or SIGTERM.
 import { ConfigError, formatOneLine } from "../errors.ts";
 import { log } from "../log.ts";
+import { releaseEarlySignalExit } from "../util/early-signals.ts";
 import { ConnstrError, parseConnstr } from "./connstr.ts";
 import { startVmMonitor } from "./server.ts";
 
@@ -32,6 +33,8 @@ export async function runStandalone(opts: StandaloneOptions): Promise<number> {
   }
   const signal = await new Promise<string>((resolve) => {
     for (const s of ["SIGINT", "SIGTERM"] as const) process.once(s, () => resolve(s));
+    // From here a signal is a clean stop (exit 0), no longer the entry's immediate exit 1.
+    releaseEarlySignalExit();
   });
   log.info(`received ${signal}, stopping the vm-monitor`);
   await monitor.stop();

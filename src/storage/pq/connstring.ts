@@ -2,6 +2,13 @@
 // `postgres://`/`postgresql://` URL, else libpq `key=value` pairs.
 import { userInfo } from "node:os";
 import { environment } from "../../testing-knobs.ts";
+import {
+  type ConnstringPair,
+  ConnstringSyntaxError,
+  isConnstringUrl,
+  splitConnstringUrl,
+  splitKeywordValue,
+} from "../../util/connstring.ts";
 
 export interface ConnParams {
   host: string;
@@ -45,122 +52,27 @@ function defaultUser(): string {
   }
 }
 
-function pctDecode(s: string): string {
-  try {
-    return decodeURIComponent(s);
-  } catch (err) {
-    throw new Error(`invalid percent-encoding in connection string: ${s}`, { cause: err });
-  }
-}
-
+/** tokio-postgres's wording for the keyword/value form's syntax errors. */
 function parseKeyValue(s: string): [string, string][] {
-  const out: [string, string][] = [];
-  let i = 0;
-  const ws = (c: string | undefined) => c !== undefined && /\s/.test(c);
-  while (i < s.length) {
-    while (ws(s[i])) i++;
-    if (i >= s.length) break;
-    const ks = i;
-    while (i < s.length && !ws(s[i]) && s[i] !== "=") i++;
-    const key = s.slice(ks, i);
-    while (ws(s[i])) i++;
-    if (s[i] !== "=") {
-      throw new Error(
-        s[i] === undefined
-          ? "invalid connection string: unexpected EOF"
-          : `invalid connection string: expected '=' at byte ${i}`,
-      );
+  let pairs: ConnstringPair[];
+  try {
+    pairs = splitKeywordValue(s);
+  } catch (err) {
+    if (!(err instanceof ConnstringSyntaxError)) throw err;
+    const e = err.syntax;
+    if (e.kind === "unterminated-quote") {
+      throw new Error("unterminated quoted connection parameter value");
     }
-    i++;
-    while (ws(s[i])) i++;
-    let value = "";
-    if (s[i] === "'") {
-      i++;
-      let closed = false;
-      while (i < s.length) {
-        const c = s[i++] as string;
-        if (c === "'") {
-          closed = true;
-          break;
-        }
-        if (c === "\\") {
-          if (i < s.length) value += s[i++];
-        } else value += c;
-      }
-      if (!closed) throw new Error("unterminated quoted connection parameter value");
-    } else {
-      while (i < s.length && !ws(s[i])) {
-        const c = s[i++] as string;
-        if (c === "\\") {
-          if (i < s.length) value += s[i++];
-        } else value += c;
-      }
-      if (value === "") throw new Error("invalid connection string: unexpected EOF");
-    }
-    out.push([key, value]);
+    throw new Error(
+      e.atEnd
+        ? "invalid connection string: unexpected EOF"
+        : `invalid connection string: expected '=' at byte ${e.offset}`,
+    );
   }
-  return out;
-}
-
-function parseUrl(rest: string): [string, string][] {
-  const out: [string, string][] = [];
-  let s = rest;
-  const at = s.indexOf("@");
-  // Like tokio-postgres, everything up to the first '@' is credentials.
-  if (at !== -1) {
-    const creds = s.slice(0, at);
-    s = s.slice(at + 1);
-    const colon = creds.indexOf(":");
-    if (colon === -1) out.push(["user", pctDecode(creds)]);
-    else {
-      out.push(["user", pctDecode(creds.slice(0, colon))]);
-      out.push(["password", pctDecode(creds.slice(colon + 1))]);
-    }
-  }
-  const hostEnd = s.search(/[/?]/);
-  const hostPart = hostEnd === -1 ? s : s.slice(0, hostEnd);
-  s = hostEnd === -1 ? "" : s.slice(hostEnd);
-  if (hostPart !== "") {
-    for (const chunk of hostPart.split(",")) {
-      let host: string;
-      let port: string | undefined;
-      if (chunk.startsWith("[")) {
-        const close = chunk.indexOf("]");
-        if (close === -1) throw new Error("invalid value for option `host`");
-        host = chunk.slice(1, close);
-        const remaining = chunk.slice(close + 1);
-        if (remaining.startsWith(":")) port = remaining.slice(1);
-        else if (remaining !== "") throw new Error("invalid value for option `host`");
-      } else {
-        const colon = chunk.indexOf(":");
-        host = colon === -1 ? chunk : chunk.slice(0, colon);
-        port = colon === -1 ? undefined : chunk.slice(colon + 1);
-      }
-      out.push(["host", pctDecode(host)]);
-      out.push(["port", pctDecode(port ?? "5432")]);
-    }
-  }
-  if (s.startsWith("/")) {
-    s = s.slice(1);
-    const q = s.indexOf("?");
-    const db = q === -1 ? s : s.slice(0, q);
-    s = q === -1 ? "" : s.slice(q);
-    if (db !== "") out.push(["dbname", pctDecode(db)]);
-  }
-  if (s.startsWith("?")) {
-    s = s.slice(1);
-    while (s !== "") {
-      const eq = s.indexOf("=");
-      if (eq === -1) throw new Error("invalid connection string: unterminated parameter");
-      const key = pctDecode(s.slice(0, eq));
-      s = s.slice(eq + 1);
-      const amp = s.indexOf("&");
-      const value = amp === -1 ? s : s.slice(0, amp);
-      s = amp === -1 ? "" : s.slice(amp + 1);
-      out.push([key, pctDecode(value)]);
-    }
-  }
-  return out;
+  return pairs.map(({ key, value, quoted }) => {
+    if (value === "" && !quoted) throw new Error("invalid connection string: unexpected EOF");
+    return [key, value];
+  });
 }
 
 /**
@@ -170,8 +82,7 @@ function parseUrl(rest: string): [string, string][] {
  */
 export function parseConnstring(s: string): ConnParams {
   let pairs: [string, string][];
-  if (s.startsWith("postgresql://")) pairs = parseUrl(s.slice("postgresql://".length));
-  else if (s.startsWith("postgres://")) pairs = parseUrl(s.slice("postgres://".length));
+  if (isConnstringUrl(s)) pairs = splitConnstringUrl(s);
   else pairs = parseKeyValue(s);
 
   const hosts: string[] = [];

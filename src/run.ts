@@ -153,7 +153,7 @@ async function rereadSpec(params: Params, metrics: Metrics) {
   const config = await acquireConfig(params, metrics);
   if (!config.spec) return null;
   try {
-    return parseSpec(config.spec);
+    return parseSpec(config.spec, { privilegedRoleName: params.privilegedRoleName });
   } catch (err) {
     throw new Error("could not parse spec", { cause: err });
   }
@@ -179,7 +179,7 @@ async function runCompute(
     let pspec = null;
     if (config.spec) {
       try {
-        pspec = parseSpec(config.spec);
+        pspec = parseSpec(config.spec, { privilegedRoleName: params.privilegedRoleName });
       } catch (err) {
         throw new ConfigError("invalid compute spec", { cause: err });
       }

@@ -63,7 +63,7 @@ export async function externalApp(ctx: ServerContext) {
     .use(authGuard(authorize))
     .use(statusRoutes(ctx.state))
     .use(metricsJsonRoutes(ctx.state))
-    .use(configureRoutes(ctx.state, ctx.lifecycle))
+    .use(configureRoutes(ctx.state, ctx.lifecycle, ctx.params.privilegedRoleName))
     .use(terminateRoutes(ctx.lifecycle))
     .use(lfcRoutes(ctx.lfc))
     .use(catalogRoutes({ connstr, pgDump: ctx.pgDump }))

@@ -130,3 +130,38 @@ describe("log lines cannot be forged", () => {
     expect(s.compute.stderr.text).not.toContain("\x1b[31m");
   });
 });
+
+describe("reserved role names are refused before anything changes", () => {
+  test("empty compute: 400 naming the path, status stays empty", async () => {
+    const { minimalSpec } = await import("../support/compute.ts");
+    const spec = minimalSpec({
+      cluster: { roles: [{ name: "neon_superuser" }], databases: [] },
+    });
+    const r = await compute.post("/configure", token, {
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ spec, compute_ctl_config: { jwks: { keys: [] } } }),
+    });
+    expect(r.status).toBe(400);
+    expect(((await r.json()) as { error: string }).error).toBe(
+      'spec.cluster.roles[0].name: role name "neon_superuser" is reserved: it is the privileged role (--privileged-role-name)',
+    );
+    const st = (await (await compute.get("/status", token)).json()) as { status: string };
+    expect(st.status).toBe("empty");
+  });
+
+  test("running compute: 400, still running, Postgres untouched", async () => {
+    const s = await start();
+    await waitStatus(s, "running");
+    const base = s.stack.spec as Record<string, unknown> & { cluster: Record<string, unknown> };
+    const r = await s.compute.post("/configure", s.token, {
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        spec: { ...base, cluster: { ...base.cluster, roles: [{ name: "cloud_admin" }] } },
+        compute_ctl_config: { jwks: { keys: [] } },
+      }),
+    });
+    expect(r.status).toBe(400);
+    expect(((await r.json()) as { error: string }).error).toContain("spec.cluster.roles[0].name");
+    expect((await waitStatus(s, "running")).status).toBe("running");
+  });
+});

@@ -1,10 +1,20 @@
 // Start-up: spawn-to-`running` of compute_ctl against the local stack (a Primary whose
-// safekeepers agree, so the fast path; skip_pg_catalog_updates), median of 5, against a floor
-// measured in the same run on the same basebackup: untar it with `tar -xzf`, write the same
-// postgresql.conf, start `postgres -D` and wait until postmaster.pid says ready; the clock starts
-// before the first byte is read. Goal: ratio ≤ 1.15.
+// safekeepers agree, so the fast path; skip_pg_catalog_updates), against a floor measured in the
+// same run on the same basebackup: untar it with `tar -xzf`, write the same postgresql.conf,
+// start `postgres -D` and wait until postmaster.pid says ready; the clock starts before the first
+// byte is read. Runs alternate compute_ctl and the floor, first on the machine as it is
+// ("quiet"), then with a CPU burner per core but one ("loaded"). Each run of compute_ctl is cut
+// into phases by the timestamps of its own log lines (RUST_LOG=debug adds the `start phase`
+// marks), counted from the spawn. Goal: ratio ≤ 1.15 both ways.
+//
+// BENCH_RUNS (default 5) runs per variant; BENCH_LOADED=0 skips the loaded variant;
+// BENCH_BASEBACKUP_MIB pads the basebackup with that many MiB of incompressible data in a
+// table-less file (the 1 GiB variant).
+
 import { copyFile, mkdir, rm } from "node:fs/promises";
+import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
+import { compiledBinary } from "../test/support/binary.ts";
 import { jsonOf, startCompute } from "../test/support/compute.ts";
 import { ed25519Key, jwks } from "../test/support/jwt.ts";
 import { PG_BINDIR } from "../test/support/pg.ts";
@@ -13,6 +23,53 @@ import { startLocalStack } from "../test/support/stack.ts";
 import { median, table } from "./_util.ts";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+const LOADED = process.env.BENCH_LOADED !== "0";
+
+/** Phases of compute_ctl's start, in order: the name and the log line that ends it. */
+const PHASES: [string, RegExp][] = [
+  ["runtime started", /start phase runtime_started at=(\S+)/],
+  ["flags parsed", /start phase flags_parsed at=(\S+)/],
+  ["logging up", /compute build_tag:/],
+  ["pg_config", /INFO postgres version /],
+  ["config read", /start phase config_read/],
+  ["HTTP servers up", /internal HTTP server listening/],
+  ["status init", /Changing compute status from empty to init/],
+  ["PGDATA wiped", /start phase pgdata_wiped/],
+  ["conf written", /start phase conf_written/],
+  ["safekeepers", /start phase lsn_selected/],
+  ["bb connected", /start phase basebackup_connected/],
+  ["bb first byte", /start phase basebackup_first_byte/],
+  ["bb last byte", /start phase basebackup_last_byte/],
+  ["bb extracted", /start phase basebackup_extracted/],
+  ["PGDATA fixed up", /start phase pgdata_fixed/],
+  ["postgres spawned", /INFO started postgres pid=/],
+  ["postgres ready", /PostgreSQL is now running/],
+  ["spec applied", /compute start finished/],
+  ["running", /Changing compute status from init to running/],
+];
+const FLOOR_PHASES = ["tar -xzf done", "conf copied", "postgres ready"];
+
+/** Wall-clock ms (fractional) of an ISO timestamp with microseconds. */
+function wallMs(iso: string): number {
+  const m = iso.match(/^(.*T\d\d:\d\d:\d\d)(?:\.(\d+))?Z$/);
+  if (!m) return Number.NaN;
+  const frac = (m[2] ?? "0").padEnd(6, "0").slice(0, 6);
+  return Date.parse(`${m[1]}Z`) + Number(frac) / 1000;
+}
+const nowWall = () => performance.timeOrigin + performance.now();
+
+function phasesOf(stderr: string, spawnedAt: number): number[] {
+  const lines = stderr.split("\n");
+  return PHASES.map(([, re]) => {
+    for (const line of lines) {
+      const m = line.match(re);
+      if (!m) continue;
+      const ts = m[1] ?? line.match(/(\d{4}-\d\d-\d\dT[\d:.]+Z)/)?.[1] ?? "";
+      return wallMs(ts) - spawnedAt;
+    }
+    return Number.NaN;
+  });
+}
 
 async function ready(pgdata: string): Promise<boolean> {
   const pid = await Bun.file(join(pgdata, "postmaster.pid"))
@@ -21,21 +78,41 @@ async function ready(pgdata: string): Promise<boolean> {
   return pid.trimEnd().split("\n").at(-1)?.trim() === "ready";
 }
 
+/** One busy loop per core but one, so compute_ctl and the floor share the last core with it. */
+function startBurners(): { stop(): Promise<void> } {
+  const n = Math.max(1, cpus().length - 1);
+  const procs = Array.from({ length: n }, () =>
+    Bun.spawn(["sh", "-c", "while :; do :; done"], { stdout: "ignore", stderr: "ignore" }),
+  );
+  return {
+    async stop() {
+      for (const p of procs) p.kill("SIGKILL");
+      await Promise.all(procs.map((p) => p.exited));
+    },
+  };
+}
+
 try {
   const stack = await startLocalStack({ mode: "Primary", safekeepers: "agree" });
   const key = await ed25519Key();
   const config = { spec: stack.spec, compute_ctl_config: { jwks: jwks(key) } };
+  const binary = await compiledBinary();
+  const conf = join(await makeUserDir("bench-conf-"), "postgresql.conf");
 
-  const ours: number[] = [];
-  const phases: Record<string, number[]> = { basebackup_ms: [], start_postgres_ms: [] };
-  for (let i = 0; i < RUNS; i++) {
-    const t0 = performance.now();
+  async function ours(): Promise<{
+    total: number;
+    phases: number[];
+    metrics: Record<string, number>;
+  }> {
+    const spawnedAt = nowWall();
     const c = await startCompute({
+      binary,
       config,
       connstr: stack.connstr,
       pgbin: stack.pgbin.pgbin,
       pgdata: stack.pgdata,
       waitReady: false,
+      env: { RUST_LOG: "debug" },
     });
     const token = await key.sign({ compute_id: c.computeId });
     await waitFor(async () => (await jsonOf(c.get("/status", token))).status === "running", {
@@ -43,19 +120,15 @@ try {
       timeoutMs: 60_000,
       intervalMs: 5,
     });
-    ours.push(performance.now() - t0);
-    const m = await jsonOf(c.get("/metrics.json", token));
-    phases.basebackup_ms?.push(m.basebackup_ms);
-    phases.start_postgres_ms?.push(m.start_postgres_ms);
+    const total = nowWall() - spawnedAt;
+    const metrics = await jsonOf(c.get("/metrics.json", token));
     await c.post("/terminate?mode=immediate", token);
     await c.exited;
+    return { total, phases: phasesOf(c.stderr.text, spawnedAt), metrics };
   }
 
   // The floor: the same bytes, the same conf, the same Postgres, nothing else.
-  const conf = join(await makeUserDir("bench-conf-"), "postgresql.conf");
-  await copyFile(join(stack.pgdata, "postgresql.conf"), conf);
-  const floor: number[] = [];
-  for (let i = 0; i < RUNS; i++) {
+  async function floor(): Promise<{ total: number; phases: number[] }> {
     const dir = join(stack.dir, "floor");
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { mode: 0o700 });
@@ -63,8 +136,10 @@ try {
     const t0 = performance.now();
     const tar = spawnAs(["tar", "-xzf", stack.template.tarGzPath, "-C", dir], { detached: false });
     if ((await tar.exited) !== 0) throw new Error("tar failed");
+    const tTar = performance.now() - t0;
     const cp = spawnAs(["cp", conf, join(dir, "postgresql.conf")], { detached: false });
     await cp.exited;
+    const tConf = performance.now() - t0;
     const pg = spawnAs([`${PG_BINDIR}/postgres`, "-D", dir], {
       detached: false,
       stdout: "ignore",
@@ -75,28 +150,82 @@ try {
       timeoutMs: 60_000,
       intervalMs: 5,
     });
-    floor.push(performance.now() - t0);
+    const total = performance.now() - t0;
     pg.kill("SIGINT");
     await pg.exited;
+    return { total, phases: [tTar, tConf, total] };
+  }
+
+  // The first start writes the postgresql.conf the floor uses.
+  await ours();
+  await copyFile(join(stack.pgdata, "postgresql.conf"), conf);
+
+  const variants = LOADED ? ["quiet", "loaded"] : ["quiet"];
+  for (const variant of variants) {
+    const load = loadavg()[0] ?? Number.NaN;
+    const burners = variant === "loaded" ? startBurners() : null;
+    const o: Awaited<ReturnType<typeof ours>>[] = [];
+    const f: Awaited<ReturnType<typeof floor>>[] = [];
+    try {
+      for (let i = 0; i < RUNS; i++) {
+        // Alternate which goes first, so a burst of outside load hits both alike.
+        if (i % 2 === 0) {
+          o.push(await ours());
+          f.push(await floor());
+        } else {
+          f.push(await floor());
+          o.push(await ours());
+        }
+      }
+    } finally {
+      await burners?.stop();
+    }
+    const om = median(o.map((r) => r.total));
+    const fm = median(f.map((r) => r.total));
+    console.log(
+      `\n-- ${variant}: ${cpus().length} cores, load average ${load.toFixed(2)} before, ${(loadavg()[0] ?? 0).toFixed(2)} after${burners ? `, ${Math.max(1, cpus().length - 1)} CPU burner(s)` : ""}`,
+    );
+    table([
+      [`measure (median of ${RUNS})`, "compute_ctl", "floor", "ratio"],
+      ["spawn → running ms", om, fm, om / fm],
+      [
+        "  basebackup_ms (metrics.json)",
+        median(o.map((r) => r.metrics.basebackup_ms ?? 0)),
+        Number.NaN,
+        Number.NaN,
+      ],
+      [
+        "  start_postgres_ms (metrics.json)",
+        median(o.map((r) => r.metrics.start_postgres_ms ?? 0)),
+        Number.NaN,
+        Number.NaN,
+      ],
+      [
+        "  total_startup_ms (metrics.json)",
+        median(o.map((r) => r.metrics.total_startup_ms ?? 0)),
+        Number.NaN,
+        Number.NaN,
+      ],
+    ]);
+    console.log(`\n${variant}: compute_ctl phases, ms from spawn (each run, then the median)`);
+    table([
+      ["phase ends", ...o.map((_, i) => `run ${i + 1}`), "median"],
+      ...PHASES.map(([name], p) => {
+        const xs = o.map((r) => r.phases[p] ?? Number.NaN);
+        return [name, ...xs, median(xs.filter(Number.isFinite))];
+      }),
+      ["seen running (outside)", ...o.map((r) => r.total), om],
+    ]);
+    console.log(`\n${variant}: floor phases, ms from the start`);
+    table([
+      ["phase ends", ...f.map((_, i) => `run ${i + 1}`), "median"],
+      ...FLOOR_PHASES.map((name, p) => {
+        const xs = f.map((r) => r.phases[p] ?? Number.NaN);
+        return [name, ...xs, median(xs)];
+      }),
+    ]);
   }
   await stack.stop();
-
-  const o = median(ours);
-  const f = median(floor);
-  table([
-    ["measure (median of " + RUNS + ")", "compute_ctl", "floor", "ratio"],
-    ["spawn → running ms", o, f, o / f],
-    ["  of which basebackup_ms", median(phases.basebackup_ms ?? []), Number.NaN, Number.NaN],
-    [
-      "  of which start_postgres_ms",
-      median(phases.start_postgres_ms ?? []),
-      Number.NaN,
-      Number.NaN,
-    ],
-  ]);
-  console.log(
-    `runs: compute_ctl ${ours.map((x) => x.toFixed(0)).join(", ")}; floor ${floor.map((x) => x.toFixed(0)).join(", ")}`,
-  );
 } finally {
   await cleanup();
 }

@@ -31,8 +31,9 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(parsed.text.endsWith("\n") ? parsed.text : `${parsed.text}\n`);
     return 0;
   }
+  const parsedAt = performance.now();
   const { run } = await import("./run.ts");
-  return run(parsed.params);
+  return run(parsed.params, { parsedAt });
 }
 
 async function specPlanMain(argv: string[]): Promise<number> {

@@ -96,7 +96,21 @@ function render(obj: LogObject): string {
     .filter(([, v]) => v !== undefined)
     .map(([k, v]) => ` ${k}=${fieldValue(v)}`)
     .join("");
-  return `${ts} ${level.padStart(5)} ${prefix}${message}${kv}\n`;
+  return `${ts} ${level.padStart(5)} ${escapeControls(`${prefix}${message}${kv}`)}\n`;
+}
+
+const CONTROL_ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+
+/**
+ * Control characters (and the Unicode line separators) as visible escapes: a text line is one
+ * event, whatever a request path, header, name or error text put into it, and no escape sequence
+ * reaches a terminal.
+ */
+export function escapeControls(text: string): string {
+  return text.replace(/[\x00-\x1f\x7f\u0085\u2028\u2029]/g, (c) => {
+    const code = c.charCodeAt(0);
+    return CONTROL_ESCAPES[c] ?? `\\u{${code.toString(16)}}`;
+  });
 }
 
 /**

@@ -81,12 +81,18 @@ async function startTracing(): Promise<void> {
  * reference exits at once and can orphan Postgres). The lifecycle owns that shutdown; before it
  * exists, the child registry is closed directly.
  */
-export async function run(params: Params): Promise<number> {
+export async function run(params: Params, marks: { parsedAt?: number } = {}): Promise<number> {
   configureLogging({
     level: params.logLevel,
     format: params.logFormat,
     fileDirectory: params.lakebaseMode ? environment.logDirectory() : null,
   });
+  // Start-up phase marks for bench/startup.ts (debug level): when the runtime started and when
+  // the command line was parsed, as wall-clock times.
+  log.debug("start phase runtime_started", { at: isoAt(0) });
+  if (marks.parsedAt !== undefined) {
+    log.debug("start phase flags_parsed", { at: isoAt(marks.parsedAt) });
+  }
   log.info(`compute build_tag: ${BUILD_TAG}`);
   const notifier = await openNotifySocket();
   await startTracing();
@@ -134,13 +140,20 @@ export async function run(params: Params): Promise<number> {
   return code;
 }
 
+/** A `performance.now()` reading as an ISO wall-clock time with microseconds. */
+function isoAt(perfMs: number): string {
+  const micros = Math.round((performance.timeOrigin + perfMs) * 1000);
+  const iso = new Date(Math.floor(micros / 1000)).toISOString();
+  return `${iso.slice(0, -1)}${String(micros % 1000).padStart(3, "0")}Z`;
+}
+
 /** A configuration refresh: the same source as at start-up, read again; null means no spec. */
 async function rereadSpec(params: Params, metrics: Metrics) {
   if (params.configPath) log.info(`reloading config.json from path: ${params.configPath}`);
   const config = await acquireConfig(params, metrics);
   if (!config.spec) return null;
   try {
-    return parseSpec(config.spec);
+    return parseSpec(config.spec, { privilegedRoleName: params.privilegedRoleName });
   } catch (err) {
     throw new Error("could not parse spec", { cause: err });
   }
@@ -166,11 +179,12 @@ async function runCompute(
     let pspec = null;
     if (config.spec) {
       try {
-        pspec = parseSpec(config.spec);
+        pspec = parseSpec(config.spec, { privilegedRoleName: params.privilegedRoleName });
       } catch (err) {
         throw new ConfigError("invalid compute spec", { cause: err });
       }
     }
+    log.debug("start phase config_read");
 
     const state = new ComputeState(metrics, Math.floor(performance.timeOrigin * 1000));
     hooks.onState(state);

@@ -1,6 +1,7 @@
 // ParsedSpec: what start-up and /configure derive from a decoded ComputeSpec before using it
 // (the reference's `TryFrom<ComputeSpec> for ParsedSpec` plus `validate`). The order of the
 // checks and the error texts are the reference's, because /configure answers 400 with them.
+import { reservedRoleProblem } from "./reserved-roles.ts";
 import { sidecarValueProblem } from "./sidecar-values.ts";
 import {
   type ComputeSpec,
@@ -155,8 +156,18 @@ export function validateParsedSpec(pspec: ParsedSpec): void {
   }
 }
 
-/** Derives and validates a ParsedSpec. Throws a plain Error carrying the reference's text. */
-export function parseSpec(spec: ComputeSpec): ParsedSpec {
+/**
+ * Derives and validates a ParsedSpec. Throws a plain Error carrying the reference's text. With
+ * `privilegedRoleName`, a spec that manages a reserved role is refused too (reserved-roles.ts).
+ */
+export function parseSpec(
+  spec: ComputeSpec,
+  opts: { privilegedRoleName?: string } = {},
+): ParsedSpec {
+  if (opts.privilegedRoleName !== undefined) {
+    const problem = reservedRoleProblem(spec, opts.privilegedRoleName);
+    if (problem) throw new Error(problem);
+  }
   const pageserverConnInfo = pageserverInfo(spec);
   const safekeeperConnstrings = safekeepers(spec);
   const storageAuthToken = spec.storage_auth_token;

@@ -1,13 +1,14 @@
 // Spec values that compute_ctl writes into its neighbours' configuration files: a pgbouncer ini
 // line per pgbouncer_settings entry, and quoted strings in the rendered rsyslog files. A value
-// that would add a line (or close the quoted string) is refused before anything is written.
+// that would add a line is refused before anything is written (quotes and backslashes in rsyslog
+// strings are escaped by the renderer).
 import type { ComputeAudit, ComputeSpec } from "./spec.ts";
 
 /** A key pgbouncer reads back as the same single key: no separators, blanks or brackets. */
 const INI_KEY = /^[^\s=;#[\]]+$/;
 const CONTROL = /[\u0000-\u001f\u007f]/;
-/** Inside an rsyslog "..." string: no control characters, quotes or backslashes. */
-const RSYSLOG_UNSAFE = /[\u0000-\u001f\u007f"\\]/;
+/** Inside an rsyslog "..." string no control character can be written (quotes are escaped). */
+const RSYSLOG_UNSAFE = /[\u0000-\u001f\u007f]/;
 
 /** Why `key=value` cannot be written as one pgbouncer ini line, or null when it can. */
 export function iniSettingProblem(key: string, value: string): string | null {
@@ -21,13 +22,6 @@ export function iniSettingProblem(key: string, value: string): string | null {
 /** Why `value` cannot go inside a quoted string of an rsyslog file, or null when it can. */
 export function rsyslogValueProblem(what: string, value: string): string | null {
   return RSYSLOG_UNSAFE.test(value)
-    ? `${what} has a character not allowed in the rsyslog configuration (a control character such as a newline, a quote or a backslash)`
-    : null;
-}
-
-/** Why `value` cannot be an escaped rsyslog "..." string (see rsyslogString), or null when it can. */
-export function rsyslogStringProblem(what: string, value: string): string | null {
-  return CONTROL.test(value)
     ? `${what} has a control character (such as a newline), which the rsyslog configuration cannot hold`
     : null;
 }
@@ -50,7 +44,7 @@ export function sidecarValueProblem(spec: ComputeSpec): string | null {
       ["endpoint_id", spec.endpoint_id],
       ["project_id", spec.project_id],
     ] as const) {
-      const p = v == null ? null : rsyslogStringProblem(what, v);
+      const p = v == null ? null : rsyslogValueProblem(what, v);
       if (p) return p;
     }
   }

@@ -210,10 +210,15 @@ export async function fixupPgdata(
 export async function preparePgdata(env: ComputeEnv, pspec: ParsedSpec): Promise<void> {
   const { pgdata } = env.params;
   await createPgdata(pgdata, env.params.lakebaseMode);
+  log.debug("start phase pgdata_wiped");
   await writeConf(env, pspec);
+  log.debug("start phase conf_written");
   const lsn = await selectLsn(env, pspec);
+  log.debug("start phase lsn_selected");
   await inSpan("get_basebackup", () => fetchBasebackup(env, pspec, lsn), {
     attributes: { lsn },
   });
+  log.debug("start phase basebackup_extracted");
   await fixupPgdata(pgdata, pspec, env.params.lakebaseMode);
+  log.debug("start phase pgdata_fixed");
 }

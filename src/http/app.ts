@@ -208,7 +208,9 @@ const appNames = new WeakMap<AnyElysia, { name: string; logger: Logger }>();
  * Paths are strict (`/status/` is not `/status`), as with axum.
  */
 export function createHttpApp(opts: { name: "external" | "internal"; logger: Logger }) {
-  const app = new Elysia({ strictPath: true });
+  // standardHostname: false, or Elysia looks for the path's first "/" from the 12th character of
+  // the URL on, assuming a host of at least 4 characters: `Host: x` would then 404 every route.
+  const app = new Elysia({ strictPath: true, handler: { standardHostname: false } });
   const index = new RouteIndex(app);
   appNames.set(app, opts);
 
@@ -304,6 +306,49 @@ export function authGuard(authorize: Authorizer) {
   });
 }
 
+/**
+ * Bun gives an HTTP/1.0 request without a Host header a relative URL (`/status`); routing and the
+ * query parsers want an absolute one. Only the path and query matter, so any host does.
+ */
+function withAbsoluteUrl(request: Request): Request {
+  const url = request.url;
+  if (url.startsWith("http://") || url.startsWith("https://")) return request;
+  return new Request(`http://localhost${url.startsWith("/") ? "" : "/"}${url}`, request);
+}
+
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+function withConnectionClose(res: Response): Response {
+  const headers = new Headers(res.headers);
+  headers.set("connection", "close");
+  return new Response(res.body, { status: res.status, statusText: res.statusText, headers });
+}
+
+/**
+ * One request through `app`, guarding against Bun answering twice: Bun's parser reports a
+ * malformed chunked body with its own 400 after the route's answer when the route never read the
+ * body. So a body the route left unread is drained here (up to the body limit) before the answer
+ * goes out: a malformed one then makes Bun's 400 the only answer. For a GET or HEAD Bun exposes
+ * no body at all; if such a request announces one, the answer waits a turn (a malformed chunk
+ * that arrived with the head is found first) and closes the connection (one that arrives later
+ * is never parsed).
+ */
+async function serveOne(app: AnyElysia, raw: Request): Promise<Response> {
+  const request = withAbsoluteUrl(raw);
+  const hiddenBody = request.body === null && request.headers.has("transfer-encoding");
+  if (hiddenBody) await nextTurn();
+  const res: Response = await app.fetch(request);
+  if (hiddenBody) return withConnectionClose(res);
+  if (request.body !== null && !request.bodyUsed) {
+    try {
+      await readAllBounded(request.body, BODY_LIMIT, () => new Error("body too large"));
+    } catch {
+      return withConnectionClose(res);
+    }
+  }
+  return res;
+}
+
 export interface HttpServer {
   port: number;
   stop(): Promise<void>;
@@ -326,7 +371,7 @@ export async function listen(app: AnyElysia, port: number): Promise<HttpServer> 
       // them off for idleness (Bun's default is 10 s).
       idleTimeout: 0,
       development: false,
-      fetch: (request) => app.fetch(request),
+      fetch: (request) => serveOne(app, request),
     });
   } catch (err) {
     throw new Error(`failed to bind the ${name} to [::]:${port}`, { cause: err });

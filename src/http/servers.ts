@@ -61,7 +61,7 @@ export async function externalApp(ctx: ServerContext) {
     .use(insightsRoutes({ connstr, state: ctx.state }))
     .use(catalogRoutes({ connstr, pgDump: ctx.pgDump }))
     .use(writabilityRoutes({ connstr, state: ctx.state }))
-    .use(configureRoutes(ctx.state, ctx.lifecycle))
+    .use(configureRoutes(ctx.state, ctx.lifecycle, ctx.params.privilegedRoleName))
     .use(terminateRoutes(ctx.lifecycle))
     .use(livenessProbeRoutes({ pgIsready: ctx.pgIsready, connstr }))
     .use(lfcRoutes(ctx.lfc))

@@ -10,13 +10,18 @@ import { hostPath } from "../util/host.ts";
 export const POSTGRES_LOGS_CONF = "/etc/rsyslog.d/postgres_logs.conf";
 export const AUDIT_CONF = "/etc/rsyslog.d/compute_audit_rsyslog.conf";
 
+/** `v` for inside a RainerScript "..." string: backslashes and quotes escaped. */
+export function rsyslogString(v: string): string {
+  return v.replaceAll("\\", "\\\\").replaceAll('"', '\\"');
+}
+
 /** The Postgres log export file for `host` ("target:port", split at the first colon); "" for none. */
 export function postgresLogsConfig(host: string | null): string {
   if (host === null) return "";
   const colon = host.indexOf(":");
   if (colon < 0) throw new Error("Invalid host format for Postgres logs export");
-  const target = host.slice(0, colon);
-  const port = host.slice(colon + 1);
+  const target = rsyslogString(host.slice(0, colon));
+  const port = rsyslogString(host.slice(colon + 1));
   return `# Program name comes from postgres' syslog_facility configuration: https://www.postgresql.org/docs/current/runtime-config-logging.html#GUC-SYSLOG-IDENT
 # Default value is 'postgres'.
 if $programname == 'postgres' then {
@@ -92,14 +97,10 @@ export interface AuditConfigInputs {
   address: AuditAddress;
 }
 
-/** `v` inside a RainerScript "..." string: backslashes and double quotes escaped. */
-export function rsyslogString(v: string): string {
-  return v.replace(/[\\"]/g, (c) => `\\${c}`);
-}
-
 /** The compliance audit file: pgaudit's log files to the collector, as RFC 5424 with JSON. */
 export function auditRsyslogConfig(i: AuditConfigInputs): string {
-  const { host, port } = i.address;
+  const { port } = i.address;
+  const host = rsyslogString(i.address.host);
   const tls = i.address.tls ? "true" : "false";
   return `# Load imfile module to read log files
 module(load="imfile")
@@ -108,7 +109,7 @@ module(load="imfile")
 # The messages can be multiline. The start of the message is a timestamp
 # in "%Y-%m-%d %H:%M:%S.%3N GMT" (so timezone hardcoded).
 # Replace log_directory with the directory containing the log files
-input(type="imfile" File="${i.logDirectory}/*.log"
+input(type="imfile" File="${rsyslogString(i.logDirectory)}/*.log"
   Tag="pgaudit_log" Severity="info" Facility="local5"
   startmsg.regex="^[[:digit:]]{4}-[[:digit:]]{2}-[[:digit:]]{2} [[:digit:]]{2}:[[:digit:]]{2}:[[:digit:]]{2}.[[:digit:]]{3} GMT,")
 

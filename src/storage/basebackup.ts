@@ -163,8 +163,9 @@ async function tryGetBasebackup(
 ): Promise<Omit<BasebackupMetrics, "attempts">> {
   const started = performance.now();
   const conn = await source.connect();
+  log.debug("start phase basebackup_connected");
   try {
-    const r = await extractTarGz(conn.stream, pgdata);
+    const r = await extractTarGz(marked(conn.stream), pgdata);
     return {
       basebackupBytes: r.compressedBytes,
       basebackupMs: Math.floor(performance.now() - started),
@@ -173,4 +174,17 @@ async function tryGetBasebackup(
   } finally {
     await conn.close().catch(() => undefined);
   }
+}
+
+/** The payload as is, with debug marks at its first and its last byte. */
+async function* marked(stream: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  let first = true;
+  for await (const chunk of stream) {
+    if (first && chunk.length > 0) {
+      first = false;
+      log.debug("start phase basebackup_first_byte");
+    }
+    yield chunk;
+  }
+  log.debug("start phase basebackup_last_byte");
 }

@@ -28,14 +28,18 @@ const POST_CONFIGURE_DOC = operation({
   },
 });
 
-export const configureRoutes = (state: ComputeState, lifecycle: Lifecycle) =>
+export const configureRoutes = (
+  state: ComputeState,
+  lifecycle: Lifecycle,
+  privilegedRoleName: string,
+) =>
   new Elysia({ name: "routes:configure" }).post(
     "/configure",
     async ({ request }) => {
       const body = await jsonBody(request, (text) => parseJson(ConfigurationRequest, text));
       let pspec: ReturnType<typeof parseSpec>;
       try {
-        pspec = parseSpec(body.spec);
+        pspec = parseSpec(body.spec, { privilegedRoleName });
       } catch (err) {
         throw new HttpError(400, err instanceof Error ? err.message : String(err));
       }

@@ -350,3 +350,43 @@ describe("parseU32 (u32::from_str)", () => {
     );
   });
 });
+
+describe("reserved role names", () => {
+  const withRoles = (roles: string[], delta: Json[] | null = null) =>
+    decode(ComputeSpec, {
+      ...minimalSpec(),
+      cluster: { ...minimalSpec().cluster, roles: roles.map((name) => ({ name })) },
+      delta_operations: delta,
+    });
+  const refused = (spec: ComputeSpec, priv = "neon_superuser") =>
+    errorMessage(() => parseSpec(spec, { privilegedRoleName: priv }));
+
+  test("the privileged role, compute_ctl's own roles and Postgres's are refused with their path", () => {
+    expect(refused(withRoles(["alice", "neon_superuser"]))).toBe(
+      'spec.cluster.roles[1].name: role name "neon_superuser" is reserved: it is the privileged role (--privileged-role-name)',
+    );
+    expect(refused(withRoles(["cloud_admin"]))).toContain('"cloud_admin" is reserved: compute_ctl');
+    expect(refused(withRoles(["zenith_admin"]))).toContain("compute_ctl connects as it");
+    for (const name of ["pg_monitor", "pg_x", "public", "none"]) {
+      expect(refused(withRoles([name]))).toContain("Postgres reserves it");
+    }
+    // --privileged-role-name decides which name is the privileged one.
+    expect(refused(withRoles(["databricks_superuser"]), "databricks_superuser")).toContain(
+      "privileged role",
+    );
+    expect(parseSpec(withRoles(["neon_superuser"]), { privilegedRoleName: "other" })).toBeDefined();
+  });
+
+  test("delete_role and rename_role operations on reserved names", () => {
+    expect(refused(withRoles([], [{ action: "delete_role", name: "cloud_admin" }]))).toBe(
+      'spec.delta_operations[0].name: role name "cloud_admin" is reserved: compute_ctl connects as it',
+    );
+    expect(
+      refused(withRoles([], [{ action: "rename_role", name: "bob", new_name: "pg_bob" }])),
+    ).toContain("spec.delta_operations[0].new_name");
+    // Other operations and ordinary names pass; without the option nothing is checked.
+    const ok = withRoles(["alice", "Cloud_Admin", "pgx"], [{ action: "delete_db", name: "pg_db" }]);
+    expect(parseSpec(ok, { privilegedRoleName: "neon_superuser" })).toBeDefined();
+    expect(parseSpec(withRoles(["neon_superuser"]))).toBeDefined();
+  });
+});

@@ -64,6 +64,8 @@ describe("the audit collector address", () => {
 describe("rendered files", () => {
   test("the Postgres log export file", () => {
     expect(postgresLogsConfig(null)).toBe("");
+    // A quote cannot end the string and add an attribute: it is escaped.
+    expect(postgresLogsConfig('c" port="1:514')).toContain('target="c\\" port=\\"1" port="514"');
     expect(() => postgresLogsConfig("invalid")).toThrow(
       "Invalid host format for Postgres logs export",
     );
@@ -110,6 +112,14 @@ describe("rendered files", () => {
     });
     expect(tls).toContain('set $.remote_syslog_tls = "true";');
     expect(tls).toContain('set $.json_log!endpoint_id = "";');
+    const quoted = auditRsyslogConfig({
+      logDirectory: "/tmp/log",
+      endpointId: 'ep"1',
+      projectId: "p\\1",
+      address: { host: "h", port: 1, tls: false },
+    });
+    expect(quoted).toContain('set $.json_log!endpoint_id = "ep\\"1";');
+    expect(quoted).toContain('set $.json_log!project_id = "p\\\\1";');
   });
 });
 

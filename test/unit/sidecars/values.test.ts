@@ -37,7 +37,6 @@ describe("sidecar values", () => {
       { pgbouncer_settings: { default_pool_size: "17\nadmin_users=x" } },
       { pgbouncer_settings: { "a\nb": "1" } },
       { logs_export_host: "collector:514\n*.* /tmp/x" },
-      { logs_export_host: 'collector" port="1' },
       { audit_log_level: "Full", endpoint_id: "ep\r\n" },
       { audit_log_level: "Extended", project_id: "p\n" },
     ]) {

@@ -1,6 +1,7 @@
 // ParsedSpec: what start-up and /configure derive from a decoded ComputeSpec before using it
 // (the reference's `TryFrom<ComputeSpec> for ParsedSpec` plus `validate`). The order of the
 // checks and the error texts are the reference's, because /configure answers 400 with them.
+import { catalogNameProblem } from "./catalog-names.ts";
 import { reservedRoleProblem } from "./reserved-roles.ts";
 import { sidecarValueProblem } from "./sidecar-values.ts";
 import {
@@ -168,6 +169,8 @@ export function parseSpec(
     const problem = reservedRoleProblem(spec, opts.privilegedRoleName);
     if (problem) throw new Error(problem);
   }
+  const nameProblem = catalogNameProblem(spec);
+  if (nameProblem) throw new Error(nameProblem);
   const pageserverConnInfo = pageserverInfo(spec);
   const safekeeperConnstrings = safekeepers(spec);
   const storageAuthToken = spec.storage_auth_token;

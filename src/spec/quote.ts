@@ -13,8 +13,15 @@ export function pgQuote(ident: string): string {
  * an enclosing block (one `x` longer, so it cannot occur in `s` either).
  */
 export function pgQuoteDollar(s: string): { quoted: string; outerTag: string } {
-  let tag = "x";
-  while (s.includes(tag)) tag += "x";
+  // A tag of n x's occurs in s exactly when s has a run of n x's: one pass finds the longest run
+  // (growing the tag and searching again was quadratic, seconds for a long name of x's).
+  let longest = 0;
+  let run = 0;
+  for (const ch of s) {
+    run = ch === "x" ? run + 1 : 0;
+    if (run > longest) longest = run;
+  }
+  const tag = "x".repeat(longest + 1);
   return { quoted: `$${tag}$${s}$${tag}$`, outerTag: `${tag}x` };
 }
 

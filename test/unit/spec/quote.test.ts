@@ -41,6 +41,16 @@ describe("pgQuoteDollar", () => {
       expect(pgQuoteDollar(input)).toEqual({ quoted, outerTag });
     });
   }
+
+  test("a long run of x's is quoted in linear time (found by the spec fuzzer)", () => {
+    // 200,000 x's: the former grow-and-search loop took minutes here.
+    const long = "x".repeat(200_000);
+    const started = performance.now();
+    const { quoted, outerTag } = pgQuoteDollar(`a${long}b`);
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(outerTag).toBe(`${long}xx`);
+    expect(quoted).toBe(`$${long}x$a${long}b$${long}x$`);
+  });
 });
 
 describe("escapeLiteral", () => {

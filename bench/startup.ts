@@ -56,7 +56,9 @@ function wallMs(iso: string): number {
   const frac = (m[2] ?? "0").padEnd(6, "0").slice(0, 6);
   return Date.parse(`${m[1]}Z`) + Number(frac) / 1000;
 }
-const nowWall = () => performance.timeOrigin + performance.now();
+// The system clock, as compute_ctl's log timestamps are (performance.timeOrigin can sit tens of
+// ms off it in a process started under load). "seen running (outside)" checks the two agree.
+const nowWall = () => Date.now();
 
 function phasesOf(stderr: string, spawnedAt: number): number[] {
   const lines = stderr.split("\n");

@@ -4,27 +4,10 @@
 // schema with a `$id` as a component and rewrites the keywords 3.0 lacks (`const`, `type: null`
 // unions, `patternProperties`, `examples`).
 //
-// The route table here is the documentation of src/http/routes/*: method, path, server, auth and
-// every status the handlers answer. test/unit/http/openapi.test.ts checks it against the routes
-// the servers register and against the reference's YAML.
-import { Type as T, type TSchema } from "@sinclair/typebox";
-import { ConfigurationRequest } from "../api/config.ts";
-import { LfcOffloadStateSchema, LfcPrewarmStateSchema } from "../api/lfc.ts";
-import { PromoteConfig, PromoteState } from "../api/promote.ts";
-import {
-  CatalogObjects,
-  ConfigureFailpointsRequest,
-  ExtensionInstallRequest,
-  ExtensionInstallResponse,
-  SetRoleGrantsRequest,
-  SetRoleGrantsResponse,
-} from "../api/requests.ts";
-import {
-  ComputeMetrics,
-  ComputeStatusResponse,
-  GenericApiError,
-  TerminateResponse,
-} from "../api/responses.ts";
+// The operations come from the routes the servers register: each route carries its description
+// (route-doc.ts). test/unit/http/openapi.test.ts checks the document against the reference's YAML.
+import type { TSchema } from "@sinclair/typebox";
+import { type OperationDoc, operationOf } from "./route-doc.ts";
 
 type Json = Record<string, unknown>;
 
@@ -164,421 +147,72 @@ export class SchemaCollector {
   }
 }
 
-// --- The route table -------------------------------------------------------------------------------
+// --- The routes, as the servers register them -----------------------------------------------------
 
 export type Server = "external" | "internal";
 export type Method = "get" | "post" | "delete";
 
-export interface ResponseDoc {
-  description: string;
-  /** A JSON body of this schema (content type application/json). */
-  json?: TSchema;
-  /** A body of another content type. */
-  content?: { type: string; schema: Json };
-}
-
-export interface RouteDoc {
+/** A registered route with its description (route-doc.ts) and where it is served. */
+export interface RouteDoc extends OperationDoc {
   server: Server;
   /** Behind the JWT guard. */
   auth: boolean;
   method: Method;
   /** The OpenAPI path template. */
   path: string;
-  /** The path as Elysia registers it (checked against the servers by the unit test). */
+  /** The path as Elysia registers it. */
   route: string;
-  operationId: string;
-  summary: string;
-  description?: string;
-  parameters?: Json[];
-  requestBody?: TSchema;
-  responses: Record<number, ResponseDoc>;
 }
 
-const error = (description: string): ResponseDoc => ({ description, json: GenericApiError });
-const wrongStatus = error(
-  "The compute is not in a state that allows this (`invalid compute status: <status>`).",
-);
-// The reference's Json extractor rejections, shared by every route with a body.
-const bodyRejections: Record<number, ResponseDoc> = {
-  400: error("The body is not valid JSON."),
-  413: error("The body is larger than 2 MiB."),
-  415: error("The content type is not application/json."),
-  422: error("The body does not have the expected shape."),
-};
-const empty = (description: string): ResponseDoc => ({ description });
+interface RegisteredRoute {
+  method: string;
+  path: string;
+  hooks?: { detail?: unknown; beforeHandle?: unknown[] };
+}
 
-export const ROUTES: RouteDoc[] = [
-  {
-    server: "external",
-    auth: false,
-    method: "get",
-    path: "/metrics",
-    route: "/metrics",
-    operationId: "getComputeMetrics",
-    summary: "Prometheus metrics in text format.",
-    responses: {
-      200: {
-        description: "Metrics in the Prometheus text format (`text/plain; version=0.0.4`).",
-        content: { type: "text/plain", schema: { type: "string" } },
-      },
-      500: error("The metrics could not be encoded."),
-    },
-  },
-  {
-    server: "external",
-    auth: false,
-    method: "get",
-    path: "/autoscaling_metrics",
-    route: "/autoscaling_metrics",
-    operationId: "getAutoscalingMetrics",
-    summary: "The neon communicator's autoscaling metrics, relayed from its socket in PGDATA.",
-    description: "Status, content type and body are the communicator's.",
-    responses: {
-      200: {
-        description: "The communicator's answer.",
-        content: { type: "text/plain", schema: { type: "string" } },
-      },
-      500: error("The communicator socket could not be reached."),
-    },
-  },
-  {
-    server: "external",
-    auth: true,
-    method: "get",
-    path: "/status",
-    route: "/status",
-    operationId: "getComputeStatus",
-    summary: "The compute's status.",
-    responses: { 200: { description: "Status.", json: ComputeStatusResponse } },
-  },
-  {
-    server: "external",
-    auth: true,
-    method: "get",
-    path: "/metrics.json",
-    route: "/metrics.json",
-    operationId: "getComputeMetricsJSON",
-    summary: "Start-up timings and remote extension figures.",
-    responses: { 200: { description: "Timings.", json: ComputeMetrics } },
-  },
-  {
-    server: "external",
-    auth: true,
-    method: "get",
-    path: "/insights",
-    route: "/insights",
-    operationId: "getComputeInsights",
-    summary: "The top pg_stat_statements entries.",
-    description:
-      'A JSON *string* holding JSON text `{"pg_stat_statements": [...]}`, as the reference sends it.',
-    responses: {
-      200: { description: "Insights as JSON text.", json: T.String() },
-      412: wrongStatus,
-      500: error("Postgres could not be reached."),
-    },
-  },
-  {
-    server: "external",
-    auth: true,
-    method: "get",
-    path: "/dbs_and_roles",
-    route: "/dbs_and_roles",
-    operationId: "getDbsAndRoles",
-    summary: "Every role and database in the catalog.",
-    responses: {
-      200: { description: "Roles and databases.", json: CatalogObjects },
-      500: error("Postgres could not be reached."),
-    },
-  },
-  {
-    server: "external",
-    auth: true,
-    method: "get",
-    path: "/database_schema",
-    route: "/database_schema",
-    operationId: "getDatabaseSchema",
-    summary: "A schema-only pg_dump of one database, streamed.",
-    parameters: [{ name: "database", in: "query", required: true, schema: { type: "string" } }],
-    responses: {
-      200: {
-        description: "SQL text; labelled application/json, as the reference labels it.",
-        content: { type: "application/json", schema: { type: "string" } },
-      },
-      400: error("`database` is missing or repeated."),
-      404: error("The database does not exist."),
-      500: error("pg_dump failed."),
-    },
-  },
-  {
-    server: "external",
-    auth: true,
-    method: "post",
-    path: "/check_writability",
-    route: "/check_writability",
-    operationId: "checkComputeWritability",
-    summary: "Write a row to prove the timeline takes writes.",
-    responses: {
-      200: { description: "The JSON literal `true`.", json: T.Literal(true) },
-      412: wrongStatus,
-      500: error("The write failed."),
-    },
-  },
-  {
-    server: "external",
-    auth: true,
-    method: "post",
-    path: "/configure",
-    route: "/configure",
-    operationId: "configureCompute",
-    summary: "Start an empty compute with this spec, or reconfigure a running one.",
-    description: "Blocks until the compute is running (200) or failed (500).",
-    requestBody: ConfigurationRequest,
-    responses: {
-      200: { description: "The compute is running.", json: ComputeStatusResponse },
-      ...bodyRejections,
-      400: error("The body is not valid JSON, or the spec is invalid."),
-      412: wrongStatus,
-      500: error("The configuration failed."),
-    },
-  },
-  {
-    server: "external",
-    auth: true,
-    method: "post",
-    path: "/terminate",
-    route: "/terminate",
-    operationId: "terminate",
-    summary: "Stop Postgres and report the last flushed LSN.",
-    parameters: [
-      {
-        name: "mode",
-        in: "query",
-        required: false,
-        description: "Required when there is a query string at all.",
-        schema: { type: "string", enum: ["fast", "immediate"], default: "fast" },
-      },
-    ],
-    responses: {
-      200: {
-        description:
-          "Terminated. In lakebase mode an Empty compute answers 200 with an empty body instead and the process exits 0 five seconds later.",
-        json: TerminateResponse,
-      },
-      201: { description: "Was already terminated.", json: TerminateResponse },
-      400: error("Bad `mode`."),
-      412: wrongStatus,
-      500: error("The shutdown failed."),
-    },
-  },
-  {
-    server: "external",
-    auth: true,
-    method: "get",
-    path: "/hadron_liveness_probe",
-    route: "/hadron_liveness_probe",
-    operationId: "hadronLivenessProbe",
-    summary: "Whether Postgres accepts connections (`pg_isready -p <connstr port>`).",
-    responses: {
-      200: {
-        description: 'Postgres accepts connections: the JSON string `"ok"`.',
-        content: { type: "application/json", schema: { type: "string", enum: ["ok"] } },
-      },
-      500: error("pg_isready failed, or the connstr names no port."),
-    },
-  },
-  {
-    server: "external",
-    auth: true,
-    method: "get",
-    path: "/lfc/prewarm",
-    route: "/lfc/prewarm",
-    operationId: "getLfcPrewarmState",
-    summary: "The LFC prewarm state.",
-    responses: { 200: { description: "Prewarm state.", json: LfcPrewarmStateSchema } },
-  },
-  {
-    server: "external",
-    auth: true,
-    method: "post",
-    path: "/lfc/prewarm",
-    route: "/lfc/prewarm",
-    operationId: "lfcPrewarm",
-    summary: "Start an LFC prewarm.",
-    parameters: [
-      {
-        name: "from_endpoint",
-        in: "query",
-        required: false,
-        description: "Required when there is a query string at all.",
-        schema: { type: "string" },
-      },
-    ],
-    responses: {
-      202: empty("Started (empty body)."),
-      400: error("A query string without `from_endpoint`."),
-      429: error("A prewarm is running."),
-    },
-  },
-  {
-    server: "external",
-    auth: true,
-    method: "delete",
-    path: "/lfc/prewarm",
-    route: "/lfc/prewarm",
-    operationId: "cancelLfcPrewarm",
-    summary: "Cancel a running LFC prewarm.",
-    responses: { 202: empty("Cancelled, or nothing to cancel (empty body).") },
-  },
-  {
-    server: "external",
-    auth: true,
-    method: "get",
-    path: "/lfc/offload",
-    route: "/lfc/offload",
-    operationId: "getLfcOffloadState",
-    summary: "The LFC offload state.",
-    responses: { 200: { description: "Offload state.", json: LfcOffloadStateSchema } },
-  },
-  {
-    server: "external",
-    auth: true,
-    method: "post",
-    path: "/lfc/offload",
-    route: "/lfc/offload",
-    operationId: "lfcOffload",
-    summary: "Start an LFC offload.",
-    responses: {
-      202: empty("Started (empty body)."),
-      429: error("An offload is running."),
-    },
-  },
-  {
-    server: "external",
-    auth: true,
-    method: "post",
-    path: "/promote",
-    route: "/promote",
-    operationId: "promoteReplica",
-    summary: "Promote this replica to primary (once per process; later calls get the result).",
-    requestBody: PromoteConfig,
-    responses: {
-      200: { description: "Promotion completed.", json: PromoteState },
-      ...bodyRejections,
-      400: error("The body is not valid JSON, or the spec is invalid."),
-      500: { description: "Promotion failed.", json: PromoteState },
-    },
-  },
-  {
-    server: "internal",
-    auth: false,
-    method: "post",
-    path: "/grants",
-    route: "/grants",
-    operationId: "setRoleGrants",
-    summary: "Grant privileges on a schema to a role.",
-    requestBody: SetRoleGrantsRequest,
-    responses: {
-      201: { description: "Granted; the request echoed.", json: SetRoleGrantsResponse },
-      ...bodyRejections,
-      412: wrongStatus,
-      500: error("The grant failed."),
-    },
-  },
-  {
-    server: "internal",
-    auth: false,
-    method: "post",
-    path: "/extensions",
-    route: "/extensions",
-    operationId: "installExtension",
-    summary: "Install or update an extension in a database.",
-    requestBody: ExtensionInstallRequest,
-    responses: {
-      201: { description: "Installed.", json: ExtensionInstallResponse },
-      ...bodyRejections,
-      412: wrongStatus,
-      500: error("The installation failed."),
-    },
-  },
-  {
-    server: "internal",
-    auth: false,
-    method: "post",
-    path: "/extension_server/{filename}",
-    route: "/extension_server/*",
-    operationId: "downloadExtension",
-    summary: "Download and install a remote extension (called by the neon extension).",
-    parameters: [
-      {
-        name: "filename",
-        in: "path",
-        required: true,
-        description: "The extension or library file; may contain `/`.",
-        schema: { type: "string" },
-      },
-      { name: "is_library", in: "query", required: false, schema: { type: "boolean" } },
-    ],
-    responses: {
-      200: empty("Installed, or already installed (empty body)."),
-      400: error("Bad `is_library`."),
-      404: error("The extension or library is not allowed or unknown."),
-      409: error("The spec has no remote_extensions."),
-      412: error("No --remote-ext-base-url, or no spec yet."),
-      500: error("The download or the installation failed."),
-    },
-  },
-  {
-    server: "internal",
-    auth: false,
-    method: "post",
-    path: "/refresh_configuration",
-    route: "/refresh_configuration",
-    operationId: "refreshConfiguration",
-    summary:
-      "Ask for the configuration to be read again (called by Postgres on page request errors).",
-    description:
-      "Counts the call in pg_cctl_pagestream_request_errors_total. From running, failed or refresh_configuration_pending the compute becomes refresh_configuration_pending and re-reads its configuration; in init nothing changes. Does not wait for the refresh.",
-    responses: {
-      200: empty("Accepted (empty body)."),
-      500: error(
-        "The compute is in a status that allows no refresh (`Cannot refresh compute configuration in state <Status>`).",
-      ),
-    },
-  },
-  {
-    server: "internal",
-    auth: false,
-    method: "post",
-    path: "/failpoints",
-    route: "/failpoints",
-    operationId: "configureFailpoints",
-    summary: "Configure failpoints (only with COMPUTE_CTL_TESTING=1).",
-    requestBody: ConfigureFailpointsRequest,
-    responses: {
-      200: empty("Configured (empty body)."),
-      ...bodyRejections,
-      400: error("The body is not valid JSON, or a failpoint could not be configured."),
-      412: error("Failpoints are not enabled."),
-    },
-  },
-];
+/**
+ * The described routes `app` registers, in registration order. A route behind the JWT guard has a
+ * beforeHandle hook. The path template names a trailing `*` after the route's one path
+ * parameter. A route without a description is an error: every route is documented.
+ */
+export function registeredRoutes(app: { routes: unknown[] }, server: Server): RouteDoc[] {
+  return (app.routes as RegisteredRoute[]).map((r) => {
+    const doc = operationOf(r.hooks?.detail);
+    if (doc === undefined) {
+      throw new Error(`${server} ${r.method} ${r.path} is registered without a description`);
+    }
+    const pathParam = doc.parameters?.find((p) => p.in === "path")?.name;
+    const path =
+      pathParam === undefined
+        ? r.path
+        : r.path.replace(/\/\*$/, `/{${pathParam}}`).replace(/:(\w+)/g, "{$1}");
+    return {
+      ...doc,
+      server,
+      auth: (r.hooks?.beforeHandle?.length ?? 0) > 0,
+      method: r.method.toLowerCase() as Method,
+      path,
+      route: r.path,
+    };
+  });
+}
 
-/** GET /openapi.json, on both servers (see routes/openapi.ts for why it needs no token). */
-export const OPENAPI_ROUTES: RouteDoc[] = (["external", "internal"] as const).map((server) => ({
-  server,
-  auth: false,
-  method: "get",
-  path: "/openapi.json",
-  route: "/openapi.json",
-  operationId: `getOpenApiDocument${server === "external" ? "" : "Internal"}`,
-  summary: "This document.",
-  responses: {
-    200: {
-      description: "The OpenAPI document.",
-      content: { type: "application/json", schema: { type: "object" } },
-    },
-  },
-}));
+/**
+ * The document's order: the external server's routes, then the internal server's, each in
+ * registration order; a route both servers register (/openapi.json) comes last, listed once.
+ */
+export function documentOrder(external: RouteDoc[], internal: RouteDoc[]): RouteDoc[] {
+  const key = (r: RouteDoc) => `${r.method} ${r.route}`;
+  const inExternal = new Set(external.map(key));
+  const shared = new Set(internal.map(key).filter((k) => inExternal.has(k)));
+  const isShared = (r: RouteDoc) => shared.has(key(r));
+  return [
+    ...external.filter((r) => !isShared(r)),
+    ...internal.filter((r) => !isShared(r)),
+    ...external.filter(isShared),
+    ...internal.filter(isShared),
+  ];
+}
 
 export const SERVER_URLS: Record<Server, string> = {
   external: "http://localhost:3080",
@@ -590,7 +224,7 @@ export const SERVER_URLS: Record<Server, string> = {
  * global security is JWT, as in the reference, and routes without a token say `security: []`.
  * A path served by both servers (only /openapi.json) is listed once, under the external server.
  */
-export function buildOpenApiDocument(routes: RouteDoc[] = [...ROUTES, ...OPENAPI_ROUTES]): Json {
+export function buildOpenApiDocument(routes: RouteDoc[]): Json {
   const schemas = new SchemaCollector();
   const paths: Record<string, Json> = {};
   for (const r of routes) {

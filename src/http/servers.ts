@@ -11,7 +11,7 @@ import { log } from "../log.ts";
 import type { Metrics } from "../metrics/registry.ts";
 import { authGuard, createHttpApp, type HttpServer, listen } from "./app.ts";
 import { createAuthorizer } from "./auth.ts";
-import { buildOpenApiDocument } from "./openapi.ts";
+import { buildOpenApiDocument, documentOrder, type RouteDoc, registeredRoutes } from "./openapi.ts";
 import { autoscalingMetricsRoutes } from "./routes/autoscaling-metrics.ts";
 import { catalogRoutes } from "./routes/catalog.ts";
 import { configureRoutes } from "./routes/configure.ts";
@@ -28,12 +28,6 @@ import { promoteRoutes } from "./routes/promote.ts";
 import { statusRoutes } from "./routes/status.ts";
 import { terminateRoutes } from "./routes/terminate.ts";
 import { writabilityRoutes } from "./routes/writability.ts";
-
-/**
- * The API described by the same TypeBox schemas that validate it; served on both servers
- * without a token (it holds nothing secret, and reading a schema should not need one).
- */
-const OPENAPI = buildOpenApiDocument();
 
 export interface ServerContext {
   params: Params;
@@ -61,19 +55,20 @@ export async function externalApp(ctx: ServerContext) {
   });
   const authenticated = new Elysia({ name: "external:authenticated" })
     .use(authGuard(authorize))
+    // Registration order is the OpenAPI document's order.
     .use(statusRoutes(ctx.state))
     .use(metricsJsonRoutes(ctx.state))
-    .use(configureRoutes(ctx.state, ctx.lifecycle, ctx.params.privilegedRoleName))
-    .use(terminateRoutes(ctx.lifecycle))
-    .use(lfcRoutes(ctx.lfc))
+    .use(insightsRoutes({ connstr, state: ctx.state }))
     .use(catalogRoutes({ connstr, pgDump: ctx.pgDump }))
     .use(writabilityRoutes({ connstr, state: ctx.state }))
-    .use(insightsRoutes({ connstr, state: ctx.state }))
-    .use(promoteRoutes({ connstr, lfc: ctx.lfc, lifecycle: ctx.lifecycle }))
-    .use(livenessProbeRoutes({ pgIsready: ctx.pgIsready, connstr }));
+    .use(configureRoutes(ctx.state, ctx.lifecycle, ctx.params.privilegedRoleName))
+    .use(terminateRoutes(ctx.lifecycle))
+    .use(livenessProbeRoutes({ pgIsready: ctx.pgIsready, connstr }))
+    .use(lfcRoutes(ctx.lfc))
+    .use(promoteRoutes({ connstr, lfc: ctx.lfc, lifecycle: ctx.lifecycle }));
   return createHttpApp({ name: "external", logger: log })
     .use(prometheusRoutes(ctx.metrics))
-    .use(openapiRoutes(OPENAPI))
+    .use(openapiRoutes(() => openApiDocument(ctx), "external"))
     .use(autoscalingMetricsRoutes({ pgdata: ctx.params.pgdata }))
     .use(authenticated);
 }
@@ -81,12 +76,42 @@ export async function externalApp(ctx: ServerContext) {
 export function internalApp(ctx: ServerContext) {
   const connstr = ctx.params.connstr;
   return createHttpApp({ name: "internal", logger: log })
-    .use(openapiRoutes(OPENAPI))
-    .use(extensionServerRoutes({ remote: ctx.remote, pspec: () => ctx.lifecycle.spec }))
+    .use(openapiRoutes(() => openApiDocument(ctx), "internal"))
     .use(grantsRoutes({ connstr, state: ctx.state }))
     .use(extensionsRoutes({ connstr, state: ctx.state }))
+    .use(extensionServerRoutes({ remote: ctx.remote, pspec: () => ctx.lifecycle.spec }))
     .use(refreshConfigurationRoutes({ lifecycle: ctx.lifecycle, metrics: ctx.metrics }))
     .use(failpointsRoutes());
+}
+
+let documented: Promise<{ routes: RouteDoc[]; document: object }> | undefined;
+
+/**
+ * Every route both servers register, with its description, in the document's order, and the
+ * OpenAPI document generated from them. Built once per process (on the first request of
+ * /openapi.json) from apps wired with `ctx`; registering a route reads nothing from `ctx`.
+ */
+export function documentedRoutes(
+  ctx: ServerContext,
+): Promise<{ routes: RouteDoc[]; document: object }> {
+  documented ??= (async () => {
+    // Without keys: the authorizer is built again here, and a bad key would be reported twice.
+    const docCtx: ServerContext = { ...ctx, jwks: null, instanceIdBypass: false };
+    const routes = documentOrder(
+      registeredRoutes(await externalApp(docCtx), "external"),
+      registeredRoutes(internalApp(docCtx), "internal"),
+    );
+    return { routes, document: buildOpenApiDocument(routes) };
+  })();
+  return documented;
+}
+
+/**
+ * The API described by the same TypeBox schemas that validate it; served on both servers
+ * without a token (it holds nothing secret, and reading a schema should not need one).
+ */
+export async function openApiDocument(ctx: ServerContext): Promise<object> {
+  return (await documentedRoutes(ctx)).document;
 }
 
 /** Starts the external server, then the internal one (the reference's order). */

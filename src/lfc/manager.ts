@@ -11,7 +11,7 @@ import { maintenanceClient } from "../postgres/client.ts";
 import { dbErrorLine } from "../postgres/errors.ts";
 import { elapsedMs } from "../util/clock.ts";
 import { readBody, type StorageTarget, storageFetch, storageTarget } from "./endpoint-storage.ts";
-import { readLocalCacheState } from "./local-cache.ts";
+import { type CompressedState, compressLocalCacheState, ZstdError } from "./local-cache.ts";
 import { cancelQuery } from "./pg-cancel.ts";
 import { type LfcOffloadState, type LfcPrewarmState, periodicOffloadAllowed } from "./state.ts";
 
@@ -348,29 +348,24 @@ export class LfcManager {
     } catch (err) {
       throw withContext("connecting to postgres", err);
     }
-    let state: Uint8Array | null;
+    // The state streams from Postgres into the compressor: only the compressed copy is held
+    // whole. Compression overlaps the query; its own share is reported as compress_time_ms.
+    let result: CompressedState | null;
     try {
-      state = await readLocalCacheState(sql);
+      result = await compressLocalCacheState(sql);
     } catch (err) {
+      if (err instanceof ZstdError) throw withContext("compressing LFC state", err.cause);
       throw withContext("querying LFC state", pgError(err));
     } finally {
       await sql.end({ timeout: 1 }).catch(() => {});
     }
-    if (state === null) {
+    if (result === null) {
       this.log.info("empty LFC state, not exporting", { url: target.url });
       return { status: "skipped" };
     }
-    const state_query_time_ms = elapsedMs(t);
-    t = performance.now();
-
-    let compressed: Uint8Array;
-    try {
-      compressed = await Bun.zstdCompress(state, { level: 3 });
-    } catch (err) {
-      throw withContext("compressing LFC state", err);
-    }
-    state = null; // let the uncompressed copy go before the upload
-    const compress_time_ms = elapsedMs(t);
+    const { compressed } = result;
+    const compress_time_ms = Math.round(result.compressMs);
+    const state_query_time_ms = Math.max(0, elapsedMs(t) - compress_time_ms);
     t = performance.now();
     this.log.info(`compressed LFC state, size ${compressed.byteLength}`, { url: target.url });
 

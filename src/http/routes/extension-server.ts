@@ -5,11 +5,36 @@
 // download. Success is 200 with an empty body. A failed download or install answers 500 with the
 // error: the reference logs a failed rename and still answers 200, which tells Postgres the files
 // are there when they are not.
+
 import { Elysia } from "elysia";
 import type { RemoteExtSpec } from "../../api/spec.ts";
 import type { RemoteExtensions } from "../../extensions/remote.ts";
 import { ExtensionNotFoundError, resolveExtension } from "../../extensions/spec.ts";
 import { HttpError, RejectionError } from "../app.ts";
+import { empty, error, operation } from "../route-doc.ts";
+
+const POST_EXTENSION_SERVER_DOC = operation({
+  operationId: "downloadExtension",
+  summary: "Download and install a remote extension (called by the neon extension).",
+  parameters: [
+    {
+      name: "filename",
+      in: "path",
+      required: true,
+      description: "The extension or library file; may contain `/`.",
+      schema: { type: "string" },
+    },
+    { name: "is_library", in: "query", required: false, schema: { type: "boolean" } },
+  ],
+  responses: {
+    200: empty("Installed, or already installed (empty body)."),
+    400: error("Bad `is_library`."),
+    404: error("The extension or library is not allowed or unknown."),
+    409: error("The spec has no remote_extensions."),
+    412: error("No --remote-ext-base-url, or no spec yet."),
+    500: error("The download or the installation failed."),
+  },
+});
 
 export interface ExtensionServerRouteOptions {
   remote: RemoteExtensions;
@@ -79,5 +104,5 @@ export const extensionServerRoutes = (opts: ExtensionServerRouteOptions) =>
       }
       return new Response(null, { status: 200 });
     },
-    { parse: "none" },
+    { parse: "none", detail: POST_EXTENSION_SERVER_DOC },
   );

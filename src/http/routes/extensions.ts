@@ -1,10 +1,24 @@
 // POST /extensions (internal): make an extension present at a version in a database.
+
 import { Elysia } from "elysia";
 import { parseJson } from "../../api/decode.ts";
-import { ExtensionInstallRequest } from "../../api/requests.ts";
+import { ExtensionInstallRequest, ExtensionInstallResponse } from "../../api/requests.ts";
 import type { ComputeState } from "../../compute/state.ts";
 import { installExtension } from "../../postgres/install-extension.ts";
 import { HttpError, jsonBody, jsonResponse, requireRunning } from "../app.ts";
+import { bodyRejections, error, operation, wrongStatus } from "../route-doc.ts";
+
+const POST_EXTENSIONS_DOC = operation({
+  operationId: "installExtension",
+  summary: "Install or update an extension in a database.",
+  requestBody: ExtensionInstallRequest,
+  responses: {
+    201: { description: "Installed.", json: ExtensionInstallResponse },
+    ...bodyRejections,
+    412: wrongStatus,
+    500: error("The installation failed."),
+  },
+});
 
 export const extensionsRoutes = (opts: { connstr: URL; state: ComputeState }) =>
   new Elysia({ name: "routes:extensions" }).post(
@@ -23,5 +37,5 @@ export const extensionsRoutes = (opts: { connstr: URL; state: ComputeState }) =>
       }
       return jsonResponse(201, { extension: body.extension, version });
     },
-    { parse: "none" },
+    { parse: "none", detail: POST_EXTENSIONS_DOC },
   );

@@ -1,10 +1,24 @@
 // POST /failpoints (internal): configure failpoints at run time. Only works when
 // the testing switch enabled failpoints; otherwise 412 with the reference's text.
+
 import { Elysia } from "elysia";
 import { parseJson } from "../../api/decode.ts";
 import { ConfigureFailpointsRequest } from "../../api/requests.ts";
 import { configureFailpoints, failpointsEnabled } from "../../failpoints.ts";
 import { HttpError, jsonBody } from "../app.ts";
+import { bodyRejections, empty, error, operation } from "../route-doc.ts";
+
+const POST_FAILPOINTS_DOC = operation({
+  operationId: "configureFailpoints",
+  summary: "Configure failpoints (only with COMPUTE_CTL_TESTING=1).",
+  requestBody: ConfigureFailpointsRequest,
+  responses: {
+    200: empty("Configured (empty body)."),
+    ...bodyRejections,
+    400: error("The body is not valid JSON, or a failpoint could not be configured."),
+    412: error("Failpoints are not enabled."),
+  },
+});
 
 export const failpointsRoutes = () =>
   new Elysia({ name: "routes:failpoints" }).post(
@@ -26,5 +40,5 @@ export const failpointsRoutes = () =>
       }
       return new Response(null, { status: 200 });
     },
-    { parse: "none" },
+    { parse: "none", detail: POST_FAILPOINTS_DOC },
   );

@@ -1,4 +1,5 @@
-// GET /openapi.json: the API description built by ../openapi.ts.
+// GET /openapi.json: the API description built by ../openapi.ts from the routes the servers
+// register.
 //
 // No token, on either server: mount it on the external app OUTSIDE the JWT guard (beside
 // /metrics) and on the internal app. The document holds no secrets and no state, only what the
@@ -6,12 +7,37 @@
 // tooling hold a control-plane-signed token just to read a schema. The reference has no such
 // route, so this is an addition (listed in the OpenAPI test's allow-list).
 import { Elysia } from "elysia";
+import { operation } from "../route-doc.ts";
 
-export const openapiRoutes = (doc: object) => {
-  // Serialised once: the document never changes while the process runs.
-  const text = JSON.stringify(doc);
-  return new Elysia({ name: "routes:openapi" }).get(
+/**
+ * `doc` is the document, or a function giving it (called on the first request: the document is
+ * generated from the registered routes, this one included). Serialised once: it never changes
+ * while the process runs.
+ */
+export const openapiRoutes = (
+  doc: object | (() => Promise<object>),
+  server: "external" | "internal" = "external",
+) => {
+  let text: Promise<string> | undefined;
+  const serialised = () => {
+    text ??= (async () => JSON.stringify(typeof doc === "function" ? await doc() : doc))();
+    return text;
+  };
+  return new Elysia({ name: `routes:openapi:${server}` }).get(
     "/openapi.json",
-    () => new Response(text, { headers: { "content-type": "application/json" } }),
+    async () =>
+      new Response(await serialised(), { headers: { "content-type": "application/json" } }),
+    {
+      detail: operation({
+        operationId: `getOpenApiDocument${server === "external" ? "" : "Internal"}`,
+        summary: "This document.",
+        responses: {
+          200: {
+            description: "The OpenAPI document.",
+            content: { type: "application/json", schema: { type: "object" } },
+          },
+        },
+      }),
+    },
   );
 };

@@ -1,9 +1,17 @@
 // GET /status: the compute's status, in the reference's field order, nulls kept.
+
 import { Elysia } from "elysia";
-import type { ComputeStatusResponse } from "../../api/responses.ts";
+import { ComputeStatusResponse } from "../../api/responses.ts";
 import { rfc3339Offset, rfc3339Z } from "../../api/time.ts";
 import type { ComputeState } from "../../compute/state.ts";
 import { jsonResponse } from "../app.ts";
+import { operation } from "../route-doc.ts";
+
+const GET_STATUS_DOC = operation({
+  operationId: "getComputeStatus",
+  summary: "The compute's status.",
+  responses: { 200: { description: "Status.", json: ComputeStatusResponse } },
+});
 
 export function statusBody(state: ComputeState): ComputeStatusResponse {
   return {
@@ -17,4 +25,6 @@ export function statusBody(state: ComputeState): ComputeStatusResponse {
 }
 
 export const statusRoutes = (state: ComputeState) =>
-  new Elysia({ name: "routes:status" }).get("/status", () => jsonResponse(200, statusBody(state)));
+  new Elysia({ name: "routes:status" }).get("/status", () => jsonResponse(200, statusBody(state)), {
+    detail: GET_STATUS_DOC,
+  });

@@ -10,9 +10,13 @@
 // (not on the wire; a difference is keyed by the pair "ReferenceName~OurName" instead).
 import { describe, expect, test } from "bun:test";
 import { createHttpApp } from "../../../src/http/app.ts";
-import { buildOpenApiDocument, OPENAPI_ROUTES, ROUTES } from "../../../src/http/openapi.ts";
 import { openapiRoutes } from "../../../src/http/routes/openapi.ts";
-import { externalApp, internalApp, type ServerContext } from "../../../src/http/servers.ts";
+import {
+  documentedRoutes,
+  externalApp,
+  internalApp,
+  type ServerContext,
+} from "../../../src/http/servers.ts";
 import { log } from "../../../src/log.ts";
 import allowList from "./openapi-allowlist.json";
 
@@ -22,7 +26,15 @@ type Json = Record<string, unknown>;
 const REFERENCE_YAML = new URL("../../fixtures/openapi_spec.yaml", import.meta.url).pathname;
 const METHODS = ["get", "put", "post", "delete", "patch", "head", "options"];
 
-const doc = buildOpenApiDocument();
+// The document and its routes, generated from the routes the two servers register.
+const generated = await documentedRoutes({
+  params: { connstr: new URL("postgres://cloud_admin@localhost/postgres"), computeId: "compute-1" },
+  jwks: null,
+  instanceIdBypass: false,
+} as unknown as ServerContext);
+const doc = generated.document as Json;
+const ROUTES = generated.routes.filter((r) => r.route !== "/openapi.json");
+const OPENAPI_ROUTES = generated.routes.filter((r) => r.route === "/openapi.json");
 const reference = Bun.YAML.parse(await Bun.file(REFERENCE_YAML).text()) as Json;
 
 // --- comparing two documents ----------------------------------------------------------------------

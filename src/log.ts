@@ -1,10 +1,10 @@
 // Logging on stderr in the reference's shape:
 //   2025-07-31T12:00:00.123456Z  INFO request{method=POST uri=/configure}: message key=value
-// or one JSON object per line with --log-format json. consola carries the levels and the span
-// chain (its tags, joined with ':' exactly like tracing's span prefixes); a reporter renders.
+// or one JSON object per line with --log-format json. A logger carries its span chain (tags
+// joined with ':' exactly like tracing's span prefixes); lines below the level are dropped
+// before anything is formatted.
 import { closeSync, mkdirSync, openSync, readdirSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { type ConsolaInstance, createConsola, type LogObject } from "consola";
 import { nowMicros } from "./util/clock.ts";
 
 export type LogFormat = "text" | "json";
@@ -29,11 +29,17 @@ const LEVEL_LABEL: Record<number, string> = {
 
 /** RFC 3339 UTC with exactly six fractional digits and `Z`. */
 export function formatMicros(micros: number): string {
-  const ms = Math.floor(micros / 1000);
-  const iso = new Date(ms).toISOString(); // 2025-07-31T12:00:00.123Z
-  const frac = String(micros % 1_000_000).padStart(6, "0");
-  return `${iso.slice(0, 19)}.${frac}Z`;
+  const second = Math.floor(micros / 1_000_000);
+  if (second !== cachedSecond) {
+    // 2025-07-31T12:00:00.123Z -> 2025-07-31T12:00:00, once per second of log lines.
+    cachedSecondText = new Date(second * 1000).toISOString().slice(0, 19);
+    cachedSecond = second;
+  }
+  const frac = String(1_000_000 + (micros - second * 1_000_000)).slice(1);
+  return `${cachedSecondText}.${frac}Z`;
 }
+let cachedSecond = Number.NaN;
+let cachedSecondText = "";
 
 function fieldValue(v: unknown): string {
   if (typeof v === "string") return /[\s"]/.test(v) || v === "" ? JSON.stringify(v) : v;
@@ -79,6 +85,13 @@ interface Sink {
 let sink: Sink = { write: (t) => process.stderr.write(t) };
 let format: LogFormat = "text";
 
+/** One log event: its level number, span chain and arguments. */
+interface LogObject {
+  level: number;
+  tag: string;
+  args: [string, Fields | undefined];
+}
+
 function render(obj: LogObject): string {
   const args = obj.args as [string, Fields | undefined];
   const message = args[0] ?? "";
@@ -91,15 +104,24 @@ function render(obj: LogObject): string {
     for (const [k, v] of Object.entries(fields)) line[k] = v instanceof Error ? v.message : v;
     return `${JSON.stringify(line)}\n`;
   }
-  const prefix = obj.tag ? `${obj.tag}: ` : "";
-  const kv = Object.entries(fields)
-    .filter(([, v]) => v !== undefined)
-    .map(([k, v]) => ` ${k}=${fieldValue(v)}`)
-    .join("");
-  return `${ts} ${level.padStart(5)} ${escapeControls(`${prefix}${message}${kv}`)}\n`;
+  let text = obj.tag ? `${obj.tag}: ${message}` : message;
+  for (const k in fields) {
+    const v = fields[k];
+    if (v !== undefined) text += ` ${k}=${fieldValue(v)}`;
+  }
+  return `${ts} ${PADDED_LABEL[level] ?? level.padStart(5)} ${escapeControls(text)}\n`;
 }
 
+const PADDED_LABEL: Record<string, string> = {
+  ERROR: "ERROR",
+  WARN: " WARN",
+  INFO: " INFO",
+  DEBUG: "DEBUG",
+  TRACE: "TRACE",
+};
+
 const CONTROL_ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+const CONTROL = /[\x00-\x1f\x7f\u0085\u2028\u2029]/;
 
 /**
  * Control characters (and the Unicode line separators) as visible escapes: a text line is one
@@ -107,6 +129,7 @@ const CONTROL_ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t"
  * reaches a terminal.
  */
 export function escapeControls(text: string): string {
+  if (!CONTROL.test(text)) return text;
   return text.replace(/[\x00-\x1f\x7f\u0085\u2028\u2029]/g, (c) => {
     const code = c.charCodeAt(0);
     return CONTROL_ESCAPES[c] ?? `\\u{${code.toString(16)}}`;
@@ -202,39 +225,34 @@ function fileMessage(obj: LogObject): string {
   return `${args[0] ?? ""}${kv}`;
 }
 
-const root: ConsolaInstance = createConsola({
-  level: LEVELS.info,
-  reporters: [
-    {
-      log: (obj) => {
-        sink.write(render(obj));
-        files?.write(LEVEL_LABEL[obj.level] ?? "INFO", fileMessage(obj));
-      },
-    },
-  ],
-  // Never fold repeated lines: operators grep every one.
-  throttle: 0,
-});
+let level = LEVELS.info;
 
-function wrap(c: ConsolaInstance): Logger {
+function emit(lvl: number, tag: string, message: string, fields: Fields | undefined): void {
+  if (lvl > level) return;
+  const obj: LogObject = { level: lvl, tag, args: [message, fields] };
+  sink.write(render(obj));
+  files?.write(LEVEL_LABEL[lvl] ?? "INFO", fileMessage(obj));
+}
+
+function wrap(tag: string): Logger {
   return {
-    error: (m, f) => c.error(m, f),
-    warn: (m, f) => c.warn(m, f),
-    info: (m, f) => c.info(m, f),
-    debug: (m, f) => c.debug(m, f),
-    trace: (m, f) => c.trace(m, f),
+    error: (m, f) => emit(LEVELS.error, tag, m, f),
+    warn: (m, f) => emit(LEVELS.warn, tag, m, f),
+    info: (m, f) => emit(LEVELS.info, tag, m, f),
+    debug: (m, f) => emit(LEVELS.debug, tag, m, f),
+    trace: (m, f) => emit(LEVELS.trace, tag, m, f),
     span: (name, f) => {
       const inner = f
         ? `${name}{${Object.entries(f)
             .map(([k, v]) => `${k}=${fieldValue(v)}`)
             .join(" ")}}`
         : name;
-      return wrap(c.withTag(inner));
+      return wrap(tag ? `${tag}:${inner}` : inner);
     },
   };
 }
 
-export const log: Logger = wrap(root);
+export const log: Logger = wrap("");
 
 export function configureLogging(opts: {
   level?: LogLevelName;
@@ -243,7 +261,7 @@ export function configureLogging(opts: {
   /** Lakebase mode's COMPUTE_CTL_LOG_DIRECTORY: daily JSON files beside stderr. */
   fileDirectory?: string | null;
 }) {
-  if (opts.level !== undefined) root.level = LEVELS[opts.level];
+  if (opts.level !== undefined) level = LEVELS[opts.level];
   if (opts.fileDirectory) startFileLogs(opts.fileDirectory);
   if (opts.format !== undefined) format = opts.format;
   if (opts.sink !== undefined) sink = opts.sink;

@@ -8,7 +8,9 @@ const names = process.argv.slice(2);
 const all = readdirSync(import.meta.dir)
   .filter((f) => f.endsWith(".ts") && f !== "run.ts" && !f.startsWith("_"))
   .map((f) => f.slice(0, -3));
-for (const name of names.length ? names : all) {
+// Run only when named: the soak takes SOAK_MINUTES (30 by default).
+const ONLY_WHEN_NAMED = ["soak"];
+for (const name of names.length ? names : all.filter((n) => !ONLY_WHEN_NAMED.includes(n))) {
   if (!all.includes(name)) {
     console.error(`unknown benchmark ${name}; have: ${all.join(", ")}`);
     process.exit(2);

@@ -2,7 +2,10 @@
 // refuse an empty name or a NUL, silently cut a name to 63 bytes (so the next apply finds no
 // role of the spec's name and fails creating it again), and a name listed twice makes the apply
 // create it twice: each of these would fail the apply half-way, or on every later one.
-import type { ComputeSpec } from "./spec.ts";
+// Role and database options are written into CREATE/ALTER statements as `NAME value`, the value
+// unquoted unless its vartype is "string": a name or an unquoted value that is not one plain word
+// would let a spec add SQL of its own, so those are refused too.
+import type { ComputeSpec, GenericOptions } from "./spec.ts";
 
 const DELTA_ACTIONS = ["rename_role", "rename_db", "delete_role", "delete_db"];
 
@@ -19,7 +22,27 @@ function nameProblem(path: string, name: string): string | null {
   return null;
 }
 
-/** The first problem with a role or database name of `spec`, as `<json path>: <problem>`, or null. */
+/** `CONNECTION LIMIT`, `TEMPLATE`, `LC_COLLATE`: keywords separated by single spaces. */
+const OPTION_NAME = /^[A-Za-z_]+( [A-Za-z_]+)*$/;
+/** An unquoted option value: a number, a keyword or a plain identifier. */
+const RAW_OPTION_VALUE = /^[A-Za-z0-9_.+-]+$/;
+
+function optionsProblem(path: string, options: GenericOptions): string | null {
+  for (const [j, o] of (options ?? []).entries()) {
+    if (!OPTION_NAME.test(o.name)) {
+      return `${path}.options[${j}].name: invalid option name ${JSON.stringify(o.name)}, expected keywords separated by spaces`;
+    }
+    if (o.value !== null && o.vartype === "integer" && !/^[+-]?[0-9]+$/.test(o.value)) {
+      return `${path}.options[${j}].value: invalid integer value ${JSON.stringify(o.value)}`;
+    }
+    if (o.value !== null && o.vartype !== "string" && !RAW_OPTION_VALUE.test(o.value)) {
+      return `${path}.options[${j}].value: invalid ${o.vartype} value ${JSON.stringify(o.value)}, expected a number or a word (or vartype "string")`;
+    }
+  }
+  return null;
+}
+
+/** The first problem with a role or database name or option of `spec`, as `<json path>: <problem>`, or null. */
 export function catalogNameProblem(spec: ComputeSpec): string | null {
   const seen = { role: new Set<string>(), database: new Set<string>() };
   const lists = [
@@ -36,8 +59,14 @@ export function catalogNameProblem(spec: ComputeSpec): string | null {
       seen[kind].add(item.name);
     }
   }
+  for (const [i, role] of spec.cluster.roles.entries()) {
+    const p = optionsProblem(`spec.cluster.roles[${i}]`, role.options);
+    if (p) return p;
+  }
   for (const [i, db] of spec.cluster.databases.entries()) {
-    const p = nameProblem(`spec.cluster.databases[${i}].owner`, db.owner);
+    const p =
+      nameProblem(`spec.cluster.databases[${i}].owner`, db.owner) ??
+      optionsProblem(`spec.cluster.databases[${i}]`, db.options);
     if (p) return p;
   }
   for (const [i, op] of (spec.delta_operations ?? []).entries()) {

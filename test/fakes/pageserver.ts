@@ -26,6 +26,8 @@ export interface PageserverFaults {
   slowMs?: number;
   /** CopyData payload size; default 8192 (the pageserver's BufWriter). */
   chunkSize?: number;
+  /** Pause this long before each CopyData after the first: a slow basebackup stream. */
+  chunkDelayMs?: number;
 }
 
 export interface FakePageserverOptions {
@@ -144,7 +146,12 @@ export async function startFakePageserver(opts: FakePageserverOptions): Promise<
       const all = await collect(src);
       src = all.subarray(0, Math.floor(all.length / 2));
     }
-    for await (const chunk of rechunk(src, chunkSize)) await conn.send(be.copyData(chunk));
+    let first = true;
+    for await (const chunk of rechunk(src, chunkSize)) {
+      if (!first && faults.chunkDelayMs) await Bun.sleep(faults.chunkDelayMs);
+      first = false;
+      await conn.send(be.copyData(chunk));
+    }
     if (faults.errorAfterData) {
       await conn.send(be.errorResponse("basebackup failed: injected error after data"));
       return;

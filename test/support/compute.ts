@@ -46,6 +46,8 @@ export interface RunningCompute {
   external: string;
   internal: string;
   stderr: StreamBuffer;
+  /** performance.now() right after the spawn. */
+  spawnedAt: number;
   /** Resolves with the exit code (null when killed by a signal). */
   exited: Promise<number | null>;
   get(path: string, token?: string, init?: RequestInit): Promise<Response>;
@@ -94,6 +96,7 @@ export async function startCompute(opts: StartOptions = {}): Promise<RunningComp
   const proc = spawnAs([bin, ...args], {
     env: { OTEL_SDK_DISABLED: "true", ...opts.env },
   });
+  const spawnedAt = performance.now();
   const stderr = collectStream(proc.stderr, { prefix: "[compute_ctl] " });
   collectStream(proc.stdout, { prefix: "[compute_ctl stdout] " });
   const external = `http://127.0.0.1:${externalPort}`;
@@ -115,6 +118,7 @@ export async function startCompute(opts: StartOptions = {}): Promise<RunningComp
     external,
     internal,
     stderr,
+    spawnedAt,
     exited: proc.exited.then(() => proc.exitCode),
     get: call("GET"),
     post: call("POST"),

@@ -6,6 +6,9 @@
 //
 // Every run prints its seed; COMPUTE_CTL_TEST_SEED fixes it, so a failure is replayed exactly.
 import { Kind } from "@sinclair/typebox";
+import { ConfigurationRequest } from "../../src/api/config.ts";
+import { JsonSyntaxError, parseJson, SchemaError } from "../../src/api/decode.ts";
+import { type ParsedSpec, parseSpec } from "../../src/api/parsed-spec.ts";
 import { ComputeSpec } from "../../src/api/spec.ts";
 
 /** The campaign's seed: COMPUTE_CTL_TEST_SEED, or a fresh one (printed by the caller). */
@@ -249,12 +252,18 @@ export function genValue(rng: Rng, schema: Schema, depth = 0): Json {
 }
 
 /** Roles, databases and delta operations whose names are all distinct and consistent. */
-function genCatalogPart(rng: Rng): { roles: Json[]; databases: Json[]; delta: Json[] | null } {
+function genCatalogPart(
+  rng: Rng,
+  suffix: string,
+): { roles: Json[]; databases: Json[]; delta: Json[] | null } {
   const used = new Set<string>(["cloud_admin", "neon_superuser", "postgres", "template0"]);
   const fresh = () => {
     for (;;) {
-      const n = genName(rng);
-      if (!used.has(n) && !n.startsWith("pg_")) {
+      let n = genName(rng);
+      while (Buffer.byteLength(n + suffix) > 63) n = n.slice(0, -1);
+      if (/[\ud800-\udbff]$/.test(n)) n = n.slice(0, -1);
+      n += suffix;
+      if (n !== "" && !used.has(n) && !n.startsWith("pg_")) {
         used.add(n);
         return n;
       }
@@ -313,7 +322,7 @@ const SETTING_NAMES = [
 ];
 
 /** A ComputeSpec that the decoder, ParsedSpec and the planner all accept. */
-export function genValidSpec(rng: Rng): Json {
+export function genValidSpec(rng: Rng, suffix = ""): Json {
   const spec: Json = {};
   const props = (ComputeSpec as unknown as Schema).properties as Record<string, Schema>;
   // Optional fields from the schema, then the fields ParsedSpec needs, set consistently.
@@ -323,7 +332,7 @@ export function genValidSpec(rng: Rng): Json {
       if (v !== undefined) spec[k] = v;
     }
   }
-  const { roles, databases, delta } = genCatalogPart(rng);
+  const { roles, databases, delta } = genCatalogPart(rng, suffix);
   const settings: Json[] = [];
   for (let i = rng.int(0, 3); i > 0; i--) {
     settings.push({
@@ -404,6 +413,13 @@ function wrongValue(rng: Rng): Json {
   }
 }
 
+/** Keys of an object that mutations leave alone (see GenOptions.protect). */
+const PROTECTED_KEYS = new WeakMap<object, string[]>();
+/** Keys whose value is never replaced or deleted, though what is inside may be mutated. */
+const FIXED_KEYS = new WeakMap<object, string[]>();
+/** Arrays whose items are never replaced, though what is inside them may be mutated. */
+const FIXED_ITEMS = new WeakSet<object>();
+
 /** Every (container, key) pair of a document, for picking a place to mutate. */
 function slots(
   doc: Json,
@@ -413,12 +429,14 @@ function slots(
   if (depth > 8 || doc === null || typeof doc !== "object") return out;
   if (Array.isArray(doc)) {
     doc.forEach((v, i) => {
-      out.push([doc, i]);
+      if (!FIXED_ITEMS.has(doc)) out.push([doc, i]);
       slots(v, out, depth + 1);
     });
   } else {
+    const keep: string[] = PROTECTED_KEYS.get(doc) ?? [];
     for (const [k, v] of Object.entries(doc)) {
-      out.push([doc, k]);
+      if (keep.includes(k)) continue;
+      if (!(FIXED_KEYS.get(doc) ?? []).includes(k)) out.push([doc, k]);
       slots(v, out, depth + 1);
     }
   }
@@ -501,14 +519,39 @@ export interface FuzzCase {
   mutations: string[];
 }
 
+export interface GenOptions {
+  /** Appended to every generated role and database name (keeps cases apart on one cluster). */
+  nameSuffix?: string;
+  /** Sets fields of the valid spec before mutation (a live stack's addresses, say). */
+  overlay?: (spec: Json) => void;
+  /** Spec keys mutations leave alone (with everything under them); `cluster.x` for cluster's. */
+  protect?: readonly string[];
+}
+
 /**
  * Case `index` of the campaign seeded `seed`: a ConfigurationRequest body ({spec,
- * compute_ctl_config}), valid in about a third of the cases.
+ * compute_ctl_config}), valid in about half of the cases.
  */
-export function genCase(seed: number, index: number): FuzzCase {
+export function genCase(seed: number, index: number, opts: GenOptions = {}): FuzzCase {
   const caseSeed = new Rng(seed ^ Math.imul(index + 1, 0x9e3779b1)).fork();
   const rng = new Rng(caseSeed);
-  const spec = genValidSpec(rng);
+  const spec = genValidSpec(rng, opts.nameSuffix ?? "");
+  opts.overlay?.(spec);
+  const top = (opts.protect ?? []).filter((k) => !k.startsWith("cluster."));
+  const inCluster = (opts.protect ?? [])
+    .filter((k) => k.startsWith("cluster."))
+    .map((k) => k.slice(8));
+  if (top.length) PROTECTED_KEYS.set(spec, top);
+  if (inCluster.length) PROTECTED_KEYS.set(spec.cluster, inCluster);
+  // Database owners (and the role names they refer to) stay names of the spec's roles: an unknown owner fails the apply in
+  // Postgres, which is the control plane's mistake, not a malformed document.
+  if (opts.protect?.includes("cluster.databases.owner")) {
+    for (const db of spec.cluster.databases) PROTECTED_KEYS.set(db, ["owner"]);
+    for (const role of spec.cluster.roles) PROTECTED_KEYS.set(role, ["name"]);
+    FIXED_KEYS.set(spec.cluster, ["roles", "databases"]);
+    FIXED_ITEMS.add(spec.cluster.roles);
+    FIXED_ITEMS.add(spec.cluster.databases);
+  }
   const doc: Json = { spec, compute_ctl_config: { jwks: { keys: [] } } };
   const mutations: string[] = [];
   const r = rng.next();
@@ -521,4 +564,36 @@ export function genCase(seed: number, index: number): FuzzCase {
     mutations.push(m.what);
   }
   return { index, seed: caseSeed, text, mutations };
+}
+
+export type Outcome = "json" | "schema" | "spec" | "accepted";
+
+/**
+ * What /configure must make of `text`, by the same functions its route calls: a JSON syntax
+ * error (400), a schema error (422), a ParsedSpec refusal (400), or accepted with its spec.
+ * Anything else thrown is a defect and propagates.
+ */
+export function predict(
+  text: string,
+  privilegedRoleName = "neon_superuser",
+): { outcome: Outcome; error?: Error; body?: ConfigurationRequest; pspec?: ParsedSpec } {
+  let body: ConfigurationRequest;
+  try {
+    body = parseJson(ConfigurationRequest, text);
+  } catch (err) {
+    if (err instanceof JsonSyntaxError) return { outcome: "json", error: err };
+    if (err instanceof SchemaError) return { outcome: "schema", error: err };
+    throw new Error(`the decoder threw ${(err as Error).name}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  if (body.spec === null) return { outcome: "accepted", body };
+  try {
+    return { outcome: "accepted", body, pspec: parseSpec(body.spec, { privilegedRoleName }) };
+  } catch (err) {
+    if (err instanceof SchemaError || err instanceof JsonSyntaxError || !(err instanceof Error)) {
+      throw new Error(`parseSpec threw ${String(err)}`, { cause: err });
+    }
+    return { outcome: "spec", error: err, body };
+  }
 }

@@ -25,6 +25,8 @@ export async function start(
     viaConfigure?: boolean;
     /** More compute_ctl arguments. */
     extraArgs?: string[];
+    /** Wait until the external server answers (default true). */
+    waitReady?: boolean;
   } = {},
 ): Promise<Started> {
   const stack = await startLocalStack(opts);
@@ -39,6 +41,7 @@ export async function start(
     pgdata: stack.pgdata,
     env: { ...FAST, ...opts.env },
     args: opts.extraArgs,
+    waitReady: opts.waitReady,
   });
   const token = await key.sign({ compute_id: compute.computeId });
   return { stack, compute, key, token };

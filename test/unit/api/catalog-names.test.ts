@@ -56,6 +56,58 @@ describe("catalog names in the spec", () => {
       { delta_operations: [{ action: "rename_role", name: "a", new_name: "" }] },
       "spec.delta_operations[0].new_name: empty name",
     ],
+    [
+      "SQL in a role option's name (found by the live fuzzer: it reached CREATE ROLE)",
+      {
+        cluster: {
+          roles: [
+            {
+              name: "a",
+              options: [{ name: "LOGIN; DROP DATABASE x; --", value: null, vartype: "bool" }],
+            },
+          ],
+        },
+      },
+      'spec.cluster.roles[0].options[0].name: invalid option name "LOGIN; DROP DATABASE x; --", expected keywords separated by spaces',
+    ],
+    [
+      "a control character in a role option's name",
+      {
+        cluster: {
+          roles: [{ name: "a", options: [{ name: "\x01$$ ", value: "1", vartype: "integer" }] }],
+        },
+      },
+      'spec.cluster.roles[0].options[0].name: invalid option name "\\u0001$$ ", expected keywords separated by spaces',
+    ],
+    [
+      "SQL in an unquoted database option value",
+      {
+        cluster: {
+          databases: [
+            {
+              name: "d",
+              owner: "cloud_admin",
+              options: [{ name: "TEMPLATE", value: "template0; SELECT 1", vartype: "enum" }],
+            },
+          ],
+        },
+      },
+      'spec.cluster.databases[0].options[0].value: invalid enum value "template0; SELECT 1", expected a number or a word (or vartype "string")',
+    ],
+    [
+      "a word as an integer option (Postgres: syntax error, the apply failed half-way)",
+      {
+        cluster: {
+          roles: [
+            {
+              name: "a",
+              options: [{ name: "CONNECTION LIMIT", value: "off", vartype: "integer" }],
+            },
+          ],
+        },
+      },
+      'spec.cluster.roles[0].options[0].value: invalid integer value "off"',
+    ],
   ];
   for (const [what, patch, message] of refused) {
     test(`refused: ${what}`, () => {
@@ -63,11 +115,21 @@ describe("catalog names in the spec", () => {
     });
   }
 
-  test("accepted: 63 bytes, control characters, quotes, a role and a database of the same name", () => {
+  test("accepted: 63 bytes, control characters, quotes, same-named role and database, plain options", () => {
     const spec = specWith({
       cluster: {
         roles: [{ name: "r".repeat(63) }, { name: 'a\t"b\x01' }, { name: "same" }],
-        databases: [{ name: "same", owner: 'a\t"b\x01' }],
+        databases: [
+          {
+            name: "same",
+            owner: 'a\t"b\x01',
+            options: [
+              { name: "LC_COLLATE", value: "it's; odd", vartype: "string" },
+              { name: "TEMPLATE", value: "template0", vartype: "enum" },
+              { name: "CONNECTION LIMIT", value: "-1", vartype: "integer" },
+            ],
+          },
+        ],
       },
       delta_operations: [{ action: "something_new", name: "" }],
     });

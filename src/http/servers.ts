@@ -1,6 +1,6 @@
 // The two HTTP servers: external (control plane; JWT except /metrics) and internal (the neon
 // extension and local_proxy; no auth). Both bind [::].
-import { Elysia } from "elysia";
+import { type AnyElysia, Elysia } from "elysia";
 import type { JwkSet } from "../api/config.ts";
 import type { Lifecycle } from "../compute/lifecycle.ts";
 import type { ComputeState } from "../compute/state.ts";
@@ -97,13 +97,17 @@ export function documentedRoutes(
   documented ??= (async () => {
     // Without keys: the authorizer is built again here, and a bad key would be reported twice.
     const docCtx: ServerContext = { ...ctx, jwks: null, instanceIdBypass: false };
-    const routes = documentOrder(
-      registeredRoutes(await externalApp(docCtx), "external"),
-      registeredRoutes(internalApp(docCtx), "internal"),
-    );
-    return { routes, document: buildOpenApiDocument(routes) };
+    return describe(await externalApp(docCtx), internalApp(docCtx));
   })();
   return documented;
+}
+
+function describe(external: AnyElysia, internal: AnyElysia) {
+  const routes = documentOrder(
+    registeredRoutes(external, "external"),
+    registeredRoutes(internal, "internal"),
+  );
+  return { routes, document: buildOpenApiDocument(routes) };
 }
 
 /**
@@ -118,9 +122,13 @@ export async function openApiDocument(ctx: ServerContext): Promise<object> {
 export async function startHttpServers(
   ctx: ServerContext,
 ): Promise<{ external: HttpServer; internal: HttpServer }> {
-  const external = await listen(await externalApp(ctx), ctx.params.externalHttpPort);
+  const externalRoutes = await externalApp(ctx);
+  const internalRoutes = internalApp(ctx);
+  // The served apps describe themselves: no second wiring on the first GET /openapi.json.
+  documented ??= Promise.resolve(describe(externalRoutes, internalRoutes));
+  const external = await listen(externalRoutes, ctx.params.externalHttpPort);
   try {
-    const internal = await listen(internalApp(ctx), ctx.params.internalHttpPort);
+    const internal = await listen(internalRoutes, ctx.params.internalHttpPort);
     return { external, internal };
   } catch (err) {
     await external.stop();

@@ -18,15 +18,22 @@ export const openapiRoutes = (
   doc: object | (() => Promise<object>),
   server: "external" | "internal" = "external",
 ) => {
-  let text: Promise<string> | undefined;
-  const serialised = () => {
-    text ??= (async () => JSON.stringify(typeof doc === "function" ? await doc() : doc))();
+  const respond = (text: string) =>
+    new Response(text, { headers: { "content-type": "application/json" } });
+  let text: string | undefined = typeof doc === "function" ? undefined : JSON.stringify(doc);
+  let pending: Promise<string> | undefined;
+  const serialise = async () => {
+    text = JSON.stringify(await (doc as () => Promise<object>)());
     return text;
   };
   return new Elysia({ name: `routes:openapi:${server}` }).get(
     "/openapi.json",
-    async () =>
-      new Response(await serialised(), { headers: { "content-type": "application/json" } }),
+    // Synchronous once the text exists; only the first request waits for the document.
+    () => {
+      if (text !== undefined) return respond(text);
+      pending ??= serialise();
+      return pending.then(respond);
+    },
     {
       detail: operation({
         operationId: `getOpenApiDocument${server === "external" ? "" : "Internal"}`,

@@ -14,6 +14,7 @@ import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { ConfigurationRequest } from "../../../src/api/config.ts";
 import { JsonSyntaxError, parseJson, SchemaError } from "../../../src/api/decode.ts";
 import { parseSpec } from "../../../src/api/parsed-spec.ts";
+import type { ComputeSpec } from "../../../src/api/spec.ts";
 import type { CatalogSnapshot } from "../../../src/spec/catalog.ts";
 import { type Plan, planSpec } from "../../../src/spec/plan.ts";
 import { storedPassword } from "../../../src/spec/quote.ts";
@@ -134,6 +135,17 @@ function changes(before: CatalogSnapshot, plan: Plan): string[] {
   });
 }
 
+/** Whether a delta operation deletes or renames away a role or database the spec also lists. */
+function selfContradicting(spec: ComputeSpec): boolean {
+  const roles = new Set(spec.cluster.roles.map((r) => r.name));
+  const dbs = new Set(spec.cluster.databases.map((d) => d.name));
+  return (spec.delta_operations ?? []).some((op) =>
+    op.action === "delete_role" || op.action === "rename_role"
+      ? roles.has(op.name)
+      : dbs.has(op.name),
+  );
+}
+
 const snapshotKey = (c: CatalogSnapshot) =>
   JSON.stringify([
     [...c.roles.values()].map((r) => [r.name, r.password]).sort(),
@@ -210,6 +222,10 @@ function check(text: string, where: string): Outcome {
     if (!got) throw new Error(`database ${JSON.stringify(db.name)} missing after the first apply`);
     expect(got.owner).toBe(db.owner);
   }
+  // Delta operations run on every apply. One that deletes or renames away an object the spec's
+  // lists also name undoes what the same apply creates, so such a spec changes the catalog on
+  // every apply by its own terms: the reference plans it the same way.
+  if (selfContradicting(spec)) return "accepted";
   const second = planSpec(after, spec, opts);
   const changed = changes(after, second);
   if (changed.length > 0) {

@@ -13,7 +13,9 @@ const CONF_VALUE_TOKEN_RE = new RegExp(
   [
     "^[-+]?(?:[0-9]+|0x[0-9a-fA-F]+)[a-zA-Z]*$",
     "^[-+]?[0-9]*\\.[0-9]*(?:[Ee][-+]?[0-9]+)?$",
-    `^[${LETTER}](?:[${LETTER}0-9]|[-._:/])*$`,
+    // An unquoted string, but not exactly ID.ID: the lexer reads that as a qualified name,
+    // which is no value (`x.y` is a syntax error; `x.y.z` and `x.y-` are strings).
+    `^(?!${ID}\\.${ID}$)[${LETTER}](?:[${LETTER}0-9]|[-._:/])*$`,
     "^'(?:[^'\\\\\\n]|\\\\[^\\n]|'')*'$",
   ].join("|"),
   "u",

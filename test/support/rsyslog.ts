@@ -2,7 +2,7 @@
 // on a private socket, everything else dropped, /etc/rsyslog.d/*.conf included from a directory
 // of the test's), run in the foreground with its own pid file, and TCP listeners to receive what
 // it forwards. The audit file sets workDirectory=/var/log/rsyslog, which must exist.
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { collectStream, trackProcess, waitFor } from "./proc.ts";
@@ -17,10 +17,30 @@ export function mainConfig(opts: { socket: string; includeDir: string }): string
   ].join("\n");
 }
 
+/** Debian's rsyslogd: on PATH, or in /usr/sbin, which a normal user's PATH leaves out. */
+const RSYSLOGD =
+  Bun.which("rsyslogd") ?? ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"].find((p) => existsSync(p));
+
+/** Why the real rsyslogd cannot run here (the tests skip with it), or null when it can. */
+export function rsyslogdUnavailable(): string | null {
+  if (!RSYSLOGD) return "rsyslogd is not installed (apt-get install rsyslog)";
+  try {
+    mkdirSync("/var/log/rsyslog", { recursive: true });
+  } catch {
+    return "/var/log/rsyslog (the audit file's workDirectory) is missing and this user cannot create it";
+  }
+  return null;
+}
+
+function rsyslogd(): string {
+  const why = rsyslogdUnavailable();
+  if (why || !RSYSLOGD) throw new Error(why ?? "rsyslogd is not installed");
+  return RSYSLOGD;
+}
+
 /** `rsyslogd -N1 -f <conf>`: the config check. Resolves with the exit code and output. */
 export async function checkConfig(conf: string): Promise<{ code: number; output: string }> {
-  mkdirSync("/var/log/rsyslog", { recursive: true });
-  const p = Bun.spawn(["rsyslogd", "-N1", "-f", conf], { stdout: "pipe", stderr: "pipe" });
+  const p = Bun.spawn([rsyslogd(), "-N1", "-f", conf], { stdout: "pipe", stderr: "pipe" });
   const [out, err, code] = [
     await new Response(p.stdout).text(),
     await new Response(p.stderr).text(),
@@ -30,9 +50,8 @@ export async function checkConfig(conf: string): Promise<{ code: number; output:
 }
 
 export function startRsyslogd(conf: string, pidfile: string): Subprocess {
-  mkdirSync("/var/log/rsyslog", { recursive: true });
   const p = trackProcess(
-    Bun.spawn(["rsyslogd", "-n", "-f", conf, "-i", pidfile], { stdout: "pipe", stderr: "pipe" }),
+    Bun.spawn([rsyslogd(), "-n", "-f", conf, "-i", pidfile], { stdout: "pipe", stderr: "pipe" }),
   );
   collectStream(p.stderr, { prefix: "[rsyslogd] " });
   collectStream(p.stdout, { prefix: "[rsyslogd stdout] " });

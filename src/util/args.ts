@@ -149,7 +149,16 @@ export function scanArgs<N extends string>(table: ArgTable<N>, argv: string[]): 
     return table.stopAt?.includes(name) ?? false;
   };
 
-  for (let i = 0; i < argv.length; i++) {
+  let i = 0;
+  /** The argument after the flag as its value (consumed), unless it is missing or a flag. */
+  const nextValue = (name: N): string => {
+    const next = argv[i + 1];
+    if (next === undefined || looksLikeFlag(next)) throw missingValue(table, name);
+    i++;
+    return next;
+  };
+
+  for (; i < argv.length; i++) {
     const token = argv[i]!;
     if (token === "--") {
       // Everything after `--` is positional, and no command here takes positionals.
@@ -171,13 +180,8 @@ export function scanArgs<N extends string>(table: ArgTable<N>, argv: string[]): 
           );
         }
         value = true;
-      } else if (attached !== undefined) {
-        value = attached;
       } else {
-        const next = argv[i + 1];
-        if (next === undefined || looksLikeFlag(next)) throw missingValue(table, name);
-        value = next;
-        i++;
+        value = attached ?? nextValue(name);
       }
       if (record(name, value)) return { stop: name };
       continue;
@@ -194,17 +198,8 @@ export function scanArgs<N extends string>(table: ArgTable<N>, argv: string[]): 
           j++;
           continue;
         }
-        let rest = token.slice(j + 1);
-        let value: string;
-        if (rest !== "") {
-          if (rest.startsWith("=")) rest = rest.slice(1);
-          value = rest;
-        } else {
-          const next = argv[i + 1];
-          if (next === undefined || looksLikeFlag(next)) throw missingValue(table, name);
-          value = next;
-          i++;
-        }
+        const rest = token.slice(j + 1);
+        const value = rest === "" ? nextValue(name) : rest.replace(/^=/, "");
         if (record(name, value)) return { stop: name };
         break;
       }

@@ -14,6 +14,8 @@ export async function openGrpcBasebackup(opts: {
   target: PageApiTarget;
   lsn: string | Lsn;
   replica: boolean;
+  /** Aborting fails the connect or the stream, whichever is under way. */
+  signal?: AbortSignal;
 }): Promise<GrpcBasebackup> {
   const grpc = await import("./grpc.ts");
   return grpc.openGrpcBasebackup(opts);

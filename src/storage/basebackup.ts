@@ -7,7 +7,7 @@
 import { formatOneLine, withContext } from "../errors.ts";
 import { log } from "../log.ts";
 import { environment } from "../testing-knobs.ts";
-import { openGrpcBasebackup, type PageApiTarget } from "./page-api/client.ts";
+import type { PageApiTarget } from "./page-api/client.ts";
 import { type ConnectOptions, PqConnection, parseConnstring } from "./pq.ts";
 import { extractTarGz } from "./untar.ts";
 
@@ -107,8 +107,15 @@ export function grpcBasebackupSource(opts: {
   mode: ComputeModeName;
 }): BasebackupSource {
   return {
-    connect: () =>
-      openGrpcBasebackup({ target: opts.target, lsn: opts.lsn, replica: opts.mode !== "primary" }),
+    async connect() {
+      // The gRPC stack is loaded only by a compute that uses it (it costs ~15 ms to load).
+      const { openGrpcBasebackup } = await import("./page-api/client.ts");
+      return openGrpcBasebackup({
+        target: opts.target,
+        lsn: opts.lsn,
+        replica: opts.mode !== "primary",
+      });
+    },
   };
 }
 

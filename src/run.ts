@@ -20,6 +20,7 @@ import {
   environment,
   hostEnv,
   knobs,
+  peerKnobs,
   serviceEnv,
   sidecarKnobs,
   takeNotifySocket,
@@ -197,6 +198,7 @@ async function runCompute(
       connstr: params.connstr,
       metrics,
       getSpec: () => state.spec,
+      fetchTimeoutMs: peerKnobs.endpointStorageTimeoutMs,
     });
     const remote = new RemoteExtensions({
       baseUrl: params.remoteExtBaseUrl,

@@ -11,10 +11,8 @@
 import { shardIndex } from "../api/spec.ts";
 import { formatOneLine } from "../errors.ts";
 import { type Logger, log as rootLog } from "../log.ts";
+import { leaseLsnGrpc } from "./page-api/client.ts";
 import { PqConnection, parseConnstring } from "./pq.ts";
-
-/** The gRPC client, loaded only when a pageserver is reached over gRPC (~15 ms to load). */
-const pageApi = () => import("./page-api/client.ts");
 
 export interface LeaseShard {
   /** Display form of TenantShardId (see tenantShardId()). */
@@ -145,7 +143,7 @@ export function startLsnLeaseLoop(opts: LsnLeaseOptions): LsnLeaseLoop {
         const signal = AbortSignal.any([stopCtl.signal, AbortSignal.timeout(requestTimeoutMs)]);
         leases.push(
           shard.protocol === "grpc"
-            ? await (await pageApi()).leaseLsnGrpc({
+            ? await leaseLsnGrpc({
                 target: {
                   url,
                   tenantId: opts.tenantId,

@@ -21,6 +21,7 @@ import {
   environment,
   hostEnv,
   knobs,
+  peerKnobs,
   serviceEnv,
   sidecarKnobs,
   takeNotifySocket,
@@ -192,6 +193,7 @@ async function runCompute(
       connstr: params.connstr,
       metrics,
       getSpec: () => state.spec,
+      fetchTimeoutMs: peerKnobs.endpointStorageTimeoutMs,
     });
     const remote = new RemoteExtensions({
       baseUrl: params.remoteExtBaseUrl,

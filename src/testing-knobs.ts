@@ -41,6 +41,14 @@ export const pgKnobs = {
   syncSkBackoffScale: factor("COMPUTE_CTL_TESTING_SYNC_SK_BACKOFF_SCALE", 1),
 };
 
+/** Bounds on Neon's storage peers where the reference waits without end. */
+export const peerKnobs = {
+  /** Bound on one basebackup attempt, connect to last byte (10 min; the reference has none). */
+  basebackupTimeoutMs: ms("COMPUTE_CTL_TESTING_BASEBACKUP_TIMEOUT_MS", 600_000),
+  /** Bound on one endpoint storage request, body included (60 s; the reference has none). */
+  endpointStorageTimeoutMs: ms("COMPUTE_CTL_TESTING_ENDPOINT_STORAGE_TIMEOUT_MS", 60_000),
+};
+
 /**
  * COMPUTE_CTL_TESTING_HOST_ROOT: a directory under which fixed host paths are taken instead of
  * `/` (see util/host.ts). Unset or empty: the real host.

@@ -217,11 +217,17 @@ export async function openGrpcBasebackup(opts: {
   target: PageApiTarget;
   lsn: string | Lsn;
   replica: boolean;
+  /** Aborting fails the connect or the stream, whichever is under way. */
+  signal?: AbortSignal;
 }): Promise<GrpcBasebackup> {
   const started = performance.now();
-  const conn = await PageApiConnection.open(opts.target);
+  const conn = await PageApiConnection.open(opts.target, opts.signal);
   const connectMicros = Math.round((performance.now() - started) * 1000);
-  const abort = new AbortController();
+  const closed = new AbortController();
+  const abort = {
+    signal: opts.signal ? AbortSignal.any([closed.signal, opts.signal]) : closed.signal,
+    abort: (reason: unknown) => closed.abort(reason),
+  };
   const request = create(GetBaseBackupRequestSchema, {
     lsn: toLsn(opts.lsn),
     replica: opts.replica,

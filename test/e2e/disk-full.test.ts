@@ -189,6 +189,10 @@ describe("disk full", () => {
     });
     const confPath = join(pgdata, "postgresql.conf");
     const before = readFileSync(confPath);
+    // Connected before the disk is full: a new backend on a full disk cannot write its relcache
+    // init file and is refused.
+    const sql = postgres(stack.connstr, { max: 1, onnotice: () => {}, connect_timeout: 5 });
+    expect((await sql`SELECT 1 AS one`)[0]?.one).toBe(1);
     const filler = join(disk.dir, "filler");
     fill(filler);
     const spec = structuredClone(stack.spec) as { cluster: { settings: unknown[] } };
@@ -209,9 +213,8 @@ describe("disk full", () => {
     // Not cut short or emptied: the running Postgres's file, byte for byte, and no temporary left.
     expect(readFileSync(confPath).equals(before)).toBe(true);
     expect(readdirSync(pgdata).filter((f) => f.startsWith("postgresql.conf."))).toEqual([]);
-    const sql = postgres(stack.connstr, { max: 1, onnotice: () => {}, connect_timeout: 5 });
     try {
-      expect((await sql`SELECT 1 AS one`)[0]?.one).toBe(1);
+      expect((await sql`SELECT 2 AS two`)[0]?.two).toBe(2);
     } finally {
       await sql.end({ timeout: 1 });
     }

@@ -9,6 +9,7 @@ import type { RemoteExtensions } from "../extensions/remote.ts";
 import type { LfcManager } from "../lfc/manager.ts";
 import { log } from "../log.ts";
 import type { Metrics } from "../metrics/registry.ts";
+import { knobs } from "../testing-knobs.ts";
 import { authGuard, createHttpApp, type HttpServer, listen } from "./app.ts";
 import { createAuthorizer } from "./auth.ts";
 import { buildOpenApiDocument, documentOrder, type RouteDoc, registeredRoutes } from "./openapi.ts";
@@ -22,6 +23,7 @@ import { grantsRoutes } from "./routes/grants.ts";
 import { insightsRoutes } from "./routes/insights.ts";
 import { livenessProbeRoutes, refreshConfigurationRoutes } from "./routes/lakebase.ts";
 import { lfcRoutes } from "./routes/lfc.ts";
+import { memoryProbeRoutes } from "./routes/memory-probe.ts";
 import { metricsJsonRoutes, prometheusRoutes } from "./routes/metrics.ts";
 import { openapiRoutes } from "./routes/openapi.ts";
 import { promoteRoutes } from "./routes/promote.ts";
@@ -81,7 +83,8 @@ export function internalApp(ctx: ServerContext) {
     .use(extensionsRoutes({ connstr, state: ctx.state }))
     .use(extensionServerRoutes({ remote: ctx.remote, pspec: () => ctx.lifecycle.spec }))
     .use(refreshConfigurationRoutes({ lifecycle: ctx.lifecycle, metrics: ctx.metrics }))
-    .use(failpointsRoutes());
+    .use(failpointsRoutes())
+    .use(memoryProbeRoutes(knobs.memoryProbe));
 }
 
 let documented: Promise<{ routes: RouteDoc[]; document: object }> | undefined;

@@ -13,7 +13,6 @@ import {
   type TarSpecEntry,
   tarFileHeader,
   tarZst,
-  zstdZeroBomb,
 } from "../fakes/extension-server.ts";
 import { startFakeSafekeeper } from "../fakes/safekeeper.ts";
 import type { Json } from "../support/compute.ts";
@@ -29,6 +28,7 @@ import {
   terminate,
   waitStatus,
 } from "../support/started.ts";
+import { zstdZeroBomb } from "../support/zstd-bomb.ts";
 
 setDefaultTimeout(60_000);
 afterAll(cleanup);

@@ -13,8 +13,8 @@ import {
   tarArchive,
   tarFileHeader,
   tarZst,
-  zstdZeroBomb,
 } from "../../fakes/extension-server.ts";
+import { zstdZeroBomb } from "../../support/zstd-bomb.ts";
 
 const dirs: InstallDirs = { shareExtension: "/pg/share/extension", pkglibdir: "/pg/lib" };
 const plan = (entries: TarSpecEntry[]) => planFromEntries(readTar(tarArchive(entries)), dirs);

@@ -5,6 +5,7 @@
 import { helpHint, parseCli, parseSpecPlanCli, parseVmMonitorCli } from "./cli.ts";
 import { ConfigError, UsageError } from "./errors.ts";
 import { environment } from "./testing-knobs.ts";
+import { writeStderr, writeStdout } from "./util/stdio.ts";
 
 export async function main(argv: string[]): Promise<number> {
   // `compute_ctl spec plan …` (the dry run) has its own flags; checked before the normal parse.
@@ -18,17 +19,17 @@ export async function main(argv: string[]): Promise<number> {
     // Usage errors exit 2 (as clap does); a flag value that is well-formed but unusable, such
     // as a connstr that is not a URL, is a configuration error and exits 1.
     if (err instanceof UsageError) {
-      process.stderr.write(`error: ${err.message}; ${helpHint()}\n`);
+      await writeStderr(`error: ${err.message}; ${helpHint()}\n`);
       return 2;
     }
     if (err instanceof ConfigError) {
-      process.stderr.write(`error: ${err.message}\n`);
+      await writeStderr(`error: ${err.message}\n`);
       return 1;
     }
     throw err;
   }
   if (parsed.kind !== "run") {
-    process.stdout.write(parsed.text.endsWith("\n") ? parsed.text : `${parsed.text}\n`);
+    await writeStdout(parsed.text.endsWith("\n") ? parsed.text : `${parsed.text}\n`);
     return 0;
   }
   const parsedAt = performance.now();
@@ -42,17 +43,17 @@ async function specPlanMain(argv: string[]): Promise<number> {
     parsed = parseSpecPlanCli(argv);
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`error: ${err.message}; ${helpHint("compute_ctl spec plan")}\n`);
+      await writeStderr(`error: ${err.message}; ${helpHint("compute_ctl spec plan")}\n`);
       return 2;
     }
     if (err instanceof ConfigError) {
-      process.stderr.write(`error: ${err.message}\n`);
+      await writeStderr(`error: ${err.message}\n`);
       return 1;
     }
     throw err;
   }
   if (parsed.kind === "help") {
-    process.stdout.write(`${parsed.text}\n`);
+    await writeStdout(`${parsed.text}\n`);
     return 0;
   }
   const { specMain } = await import("./spec/plan-cli.ts");
@@ -65,13 +66,13 @@ async function vmMonitorMain(argv: string[]): Promise<number> {
     parsed = parseVmMonitorCli(argv);
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`error: ${err.message}; ${helpHint("compute_ctl vm-monitor")}\n`);
+      await writeStderr(`error: ${err.message}; ${helpHint("compute_ctl vm-monitor")}\n`);
       return 2;
     }
     throw err;
   }
   if (parsed.kind === "help") {
-    process.stdout.write(`${parsed.text}\n`);
+    await writeStdout(`${parsed.text}\n`);
     return 0;
   }
   const { configureLogging, parseLevelFilter } = await import("./log.ts");
@@ -82,7 +83,7 @@ async function vmMonitorMain(argv: string[]): Promise<number> {
     return await runStandalone(parsed.params);
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(`error: ${err.message}\n`);
+      await writeStderr(`error: ${err.message}\n`);
       return 1;
     }
     throw err;

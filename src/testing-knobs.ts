@@ -27,6 +27,8 @@ export const knobs = {
   immediateLingerMs: ms("COMPUTE_CTL_TESTING_IMMEDIATE_LINGER_MS", 300),
   /** How long children get after a termination signal before SIGKILL (10 s). */
   childGraceMs: ms("COMPUTE_CTL_TESTING_CHILD_GRACE_MS", 10_000),
+  /** GET /testing/memory on the internal server: memory after a full GC (off). */
+  memoryProbe: process.env.COMPUTE_CTL_TESTING_MEMORY_PROBE === "1",
 };
 
 /** The Postgres process and sync-safekeepers knobs. */
@@ -37,6 +39,14 @@ export const pgKnobs = {
   syncSkTimeoutMs: ms("COMPUTE_CTL_TESTING_SYNC_SK_TIMEOUT_MS", 600_000),
   /** Multiplier on the sync-safekeepers retry backoff (1 = the reference's delays). */
   syncSkBackoffScale: factor("COMPUTE_CTL_TESTING_SYNC_SK_BACKOFF_SCALE", 1),
+};
+
+/** Bounds on Neon's storage peers where the reference waits without end. */
+export const peerKnobs = {
+  /** Bound on one basebackup attempt, connect to last byte (10 min; the reference has none). */
+  basebackupTimeoutMs: ms("COMPUTE_CTL_TESTING_BASEBACKUP_TIMEOUT_MS", 600_000),
+  /** Bound on one endpoint storage request, body included (60 s; the reference has none). */
+  endpointStorageTimeoutMs: ms("COMPUTE_CTL_TESTING_ENDPOINT_STORAGE_TIMEOUT_MS", 60_000),
 };
 
 /**

@@ -11,9 +11,8 @@
 import { randomBytes } from "node:crypto";
 import { lstat, mkdir, rename, unlink, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { readAllBounded } from "../util/streams.ts";
 import { TarError } from "../util/tar.ts";
-import { readTar, type TarEntry } from "./tar.ts";
+import { readTarStream, type TarEntry, TarStreamError } from "./tar.ts";
 
 /** An archive refused as malformed or unsafe; nothing was written. */
 export class ArchiveError extends Error {
@@ -133,39 +132,35 @@ export function planFromEntries(entries: TarEntry[], dirs: InstallDirs): Install
   return { dirs: dirList, files: [...files.values()] };
 }
 
+/** Entries one archive may hold (an extension has hundreds; thousands would be unusual). */
+export const DEFAULT_MAX_ENTRIES = 50_000;
+
 /**
- * zstd-decompresses with a cap (a hostile archive could expand without bound), parses the tar
- * and plans the install. Throws ArchiveError for anything refused.
+ * zstd-decompresses and parses as a stream, with caps (a hostile archive could expand without
+ * bound, or hold millions of empty files): past `maxTarBytes` unpacked or `maxEntries` entries
+ * it is refused as soon as the header that crosses the line is read. Then plans the install.
+ * Throws ArchiveError for anything refused.
  */
 export async function planArchive(
   compressed: Uint8Array,
   dirs: InstallDirs,
   maxTarBytes: number,
+  maxEntries = DEFAULT_MAX_ENTRIES,
 ): Promise<InstallPlan> {
-  let tar: Uint8Array;
-  try {
-    tar = await zstdDecompressCapped(compressed, maxTarBytes);
-  } catch (err) {
-    if (err instanceof ArchiveError) throw err;
-    throw new ArchiveError(`archive is not valid zstd: ${errText(err)}`, { cause: err });
-  }
+  const stream = new Blob([compressed])
+    .stream()
+    .pipeThrough(new DecompressionStream("zstd")) as ReadableStream<Uint8Array>;
   let entries: TarEntry[];
   try {
-    entries = readTar(tar);
+    entries = await readTarStream(stream, { maxBytes: maxTarBytes, maxEntries });
   } catch (err) {
+    if (err instanceof TarStreamError) {
+      throw new ArchiveError(`archive is not valid zstd: ${err.message}`, { cause: err });
+    }
     if (err instanceof TarError) throw new ArchiveError(err.message, { cause: err });
     throw err;
   }
   return planFromEntries(entries, dirs);
-}
-
-async function zstdDecompressCapped(data: Uint8Array, max: number): Promise<Uint8Array> {
-  const stream = new Blob([data]).stream().pipeThrough(new DecompressionStream("zstd"));
-  return readAllBounded(
-    stream as ReadableStream<Uint8Array>,
-    max,
-    () => new ArchiveError(`archive expands to more than ${max} bytes`),
-  );
 }
 
 function errText(err: unknown): string {

@@ -15,6 +15,7 @@ import type { RemoteExtSpec } from "../api/spec.ts";
 import { type Logger, log as rootLog } from "../log.ts";
 import { httpStatusLabel, type Metrics } from "../metrics/registry.ts";
 import { spawnChild } from "../util/spawn.ts";
+import { readAllBounded } from "../util/streams.ts";
 import { BUILD_TAG } from "../version.ts";
 import { installPlan, planArchive } from "./archive.ts";
 import { archivePath, goArch, isAllowed, preloadLibraries, resolveExtension } from "./spec.ts";
@@ -44,8 +45,10 @@ export interface RemoteExtensionsOptions {
   arch?: string;
   /** Whole-download deadline. The reference has none; Postgres's caller gives up after 60 s. */
   downloadTimeoutMs?: number;
-  /** Cap on the decompressed tar size, against decompression bombs. */
+  /** Cap on the download and on the decompressed tar size, against decompression bombs. */
   maxTarBytes?: number;
+  /** Cap on the entries of one archive. */
+  maxEntries?: number;
   logger?: Logger;
 }
 
@@ -159,6 +162,7 @@ export class RemoteExtensions {
       body,
       { shareExtension: join(dirs.sharedir, "extension"), pkglibdir: dirs.pkglibdir },
       this.#opts.maxTarBytes ?? DEFAULT_MAX_TAR_BYTES,
+      this.#opts.maxEntries,
     );
     await installPlan(plan);
     this.#log.info(`done installing extension ${ext}`, {
@@ -195,7 +199,14 @@ export class RemoteExtensions {
       throw new Error(`error downloading extension ${ext}: ${why}`);
     }
     try {
-      const body = new Uint8Array(await resp.arrayBuffer());
+      const max = this.#opts.maxTarBytes ?? DEFAULT_MAX_TAR_BYTES;
+      const body = resp.body
+        ? await readAllBounded(
+            resp.body,
+            max,
+            () => new Error(`the archive is larger than ${max} bytes`),
+          )
+        : new Uint8Array(0);
       count(status);
       return body;
     } catch (err) {

@@ -1,5 +1,6 @@
-// An in-memory tar reader for remote-extension archives (small: kilobytes to tens of MB), over
-// the shared header parser in util/tar.ts. It only parses; deciding what is acceptable is
+// Tar readers for remote-extension archives (small: kilobytes to tens of MB), over the shared
+// header parser in util/tar.ts: one over bytes in memory, one over a stream with size and entry
+// limits (what a download goes through). It only parses; deciding what is acceptable is
 // archive.ts's job, so every entry type is reported as it is, never followed or interpreted.
 import {
   applyMeta,
@@ -11,6 +12,7 @@ import {
   paddingOf,
   parseHeader,
   TarError,
+  type TarHeader,
 } from "../util/tar.ts";
 
 export type TarEntryKind =
@@ -45,42 +47,166 @@ const KINDS: Record<string, TarEntryKind> = {
   "6": "fifo",
 };
 
-/** Parses a whole tar archive. Stops at the first zero block (end of archive) or at the end. */
-export function readTar(buf: Uint8Array): TarEntry[] {
-  const entries: TarEntry[] = [];
-  let off = 0;
-  let pending: PendingMeta = {};
-  let pendingAny = false;
-  while (off + BLOCK <= buf.length) {
-    const block = buf.subarray(off, off + BLOCK);
-    if (isZeroBlock(block)) break;
+/** Bounds on what one archive may hold; past either, reading stops with a TarError. */
+export interface TarLimits {
+  /** The archive's unpacked size (headers, data and padding up to the entry's end). */
+  maxBytes: number;
+  /** Entries, metadata entries included. */
+  maxEntries: number;
+}
+
+/** The entry-by-entry state shared by the in-memory and the streaming reader. */
+class Collector {
+  readonly entries: TarEntry[] = [];
+  private pending: PendingMeta = {};
+  private pendingAny = false;
+  private seen = 0;
+
+  constructor(private readonly limits: TarLimits | undefined) {}
+
+  /**
+   * Parses the header block at `off`: null at the end of the archive, else what the entry's
+   * data will be. The limits are checked here, before any of that data is read.
+   */
+  header(block: Uint8Array, off: number): { h: TarHeader; meta: boolean; size: number } | null {
+    if (isZeroBlock(block)) return null;
     const h = parseHeader(block, off);
     const meta = isMetaType(h.type);
-    const size = meta ? h.size : (pending.size ?? h.size);
-    const dataStart = off + BLOCK;
-    if (dataStart + size > buf.length) throw new TarError("truncated tar archive");
-    const data = buf.subarray(dataStart, dataStart + size);
-    off = dataStart + size + paddingOf(size);
-
-    if (meta) {
-      if (h.type !== "g" && size > MAX_META_BYTES) {
-        throw new TarError(`tar extended header of ${size} bytes is too large`);
-      }
-      applyMeta(h.type, data, pending);
-      pendingAny ||= h.type !== "g";
-      continue;
+    const size = meta ? h.size : (this.pending.size ?? h.size);
+    if (meta && h.type !== "g" && size > MAX_META_BYTES) {
+      throw new TarError(`tar extended header of ${size} bytes is too large`);
     }
-    entries.push({
-      path: pending.path ?? h.name,
+    const limits = this.limits;
+    if (limits) {
+      this.seen++;
+      if (this.seen > limits.maxEntries) {
+        throw new TarError(`archive has more than ${limits.maxEntries} entries`);
+      }
+      if (off + BLOCK + size > limits.maxBytes) {
+        throw new TarError(
+          `archive expands to more than ${limits.maxBytes} bytes (entry '${this.pending.path ?? h.name}' of ${size} bytes at byte ${off})`,
+        );
+      }
+    }
+    return { h, meta, size };
+  }
+
+  data(e: { h: TarHeader; meta: boolean }, data: Uint8Array): void {
+    const { h } = e;
+    if (e.meta) {
+      applyMeta(h.type, data, this.pending);
+      this.pendingAny ||= h.type !== "g";
+      return;
+    }
+    this.entries.push({
+      path: this.pending.path ?? h.name,
       kind: KINDS[h.type] ?? "other",
       typeflag: h.type,
       mode: h.mode,
-      linkname: pending.linkpath ?? h.linkname,
+      linkname: this.pending.linkpath ?? h.linkname,
       data,
     });
-    pending = {};
-    pendingAny = false;
+    this.pending = {};
+    this.pendingAny = false;
   }
-  if (pendingAny) throw new TarError("tar archive ends after a metadata entry");
-  return entries;
+
+  finish(): TarEntry[] {
+    if (this.pendingAny) throw new TarError("tar archive ends after a metadata entry");
+    return this.entries;
+  }
+}
+
+/** Parses a whole tar archive. Stops at the first zero block (end of archive) or at the end. */
+export function readTar(buf: Uint8Array, limits?: TarLimits): TarEntry[] {
+  const c = new Collector(limits);
+  let off = 0;
+  while (off + BLOCK <= buf.length) {
+    const e = c.header(buf.subarray(off, off + BLOCK), off);
+    if (e === null) break;
+    const dataStart = off + BLOCK;
+    if (dataStart + e.size > buf.length) throw new TarError("truncated tar archive");
+    c.data(e, buf.subarray(dataStart, dataStart + e.size));
+    off = dataStart + e.size + paddingOf(e.size);
+  }
+  return c.finish();
+}
+
+/** The unpacked stream failed (e.g. corrupt compressed input); `cause` says why. */
+export class TarStreamError extends Error {
+  override name = "TarStreamError";
+}
+
+/**
+ * Parses a tar archive as it streams in, with limits: an entry whose declared size would pass
+ * `maxBytes` is refused at its header, before its data is read, so a small compressed archive
+ * that unpacks to gigabytes costs nothing. Reading stops at the end-of-archive block (the rest
+ * of the stream is cancelled). Only the entries' data is held, never the stream as a whole.
+ */
+export async function readTarStream(
+  stream: ReadableStream<Uint8Array>,
+  limits: TarLimits,
+): Promise<TarEntry[]> {
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let buffered = 0;
+  let ended = false;
+  /** True once `n` bytes are buffered; false when the stream ends first. */
+  const fill = async (n: number): Promise<boolean> => {
+    while (buffered < n && !ended) {
+      let r: Awaited<ReturnType<typeof reader.read>>;
+      try {
+        r = await reader.read();
+      } catch (err) {
+        throw new TarStreamError(err instanceof Error ? err.message : String(err), {
+          cause: err,
+        });
+      }
+      if (r.done) ended = true;
+      else if (r.value.byteLength > 0) {
+        chunks.push(r.value);
+        buffered += r.value.byteLength;
+      }
+    }
+    return buffered >= n;
+  };
+  const take = (n: number): Uint8Array => {
+    const first = chunks[0];
+    if (first && first.byteLength >= n) {
+      const out = first.subarray(0, n);
+      if (first.byteLength === n) chunks.shift();
+      else chunks[0] = first.subarray(n);
+      buffered -= n;
+      return out;
+    }
+    const out = new Uint8Array(n);
+    let o = 0;
+    while (o < n) {
+      const c = chunks[0] as Uint8Array;
+      const k = Math.min(c.byteLength, n - o);
+      out.set(c.subarray(0, k), o);
+      o += k;
+      if (k === c.byteLength) chunks.shift();
+      else chunks[0] = c.subarray(k);
+    }
+    buffered -= n;
+    return out;
+  };
+
+  const c = new Collector(limits);
+  let off = 0;
+  try {
+    while (await fill(BLOCK)) {
+      const e = c.header(take(BLOCK), off);
+      if (e === null) break;
+      const pad = paddingOf(e.size);
+      if (!(await fill(e.size))) throw new TarError("truncated tar archive");
+      // A copy: the entry outlives the chunk it was cut from, which may be much larger.
+      c.data(e, take(e.size).slice());
+      if (pad > 0 && (await fill(pad))) take(pad);
+      off += BLOCK + e.size + pad;
+    }
+    return c.finish();
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
 }

@@ -1,6 +1,7 @@
 // Addressing and HTTP for endpoint storage, the peer that keeps each endpoint's LFC state:
 // `http://{addr}/{tenant}/{timeline}/{endpoint}/lfc_state` with an opaque bearer token. One request per call, no retries, like the reference, but with a timeout.
 import type { ParsedSpec } from "../api/parsed-spec.ts";
+import { readAllBounded } from "../util/streams.ts";
 
 const KEY = "lfc_state";
 
@@ -89,14 +90,23 @@ function sliced(bytes: Uint8Array): ReadableStream<Uint8Array> {
   });
 }
 
-/** Reads the whole body, with the same bounds as the request that produced it. */
+/**
+ * Reads the whole body, with the same bounds as the request that produced it; past `maxBytes`
+ * the rest is not read and the read fails.
+ */
 export async function readBody(
   response: Response,
   signal: AbortSignal,
   timeoutMs: number,
+  maxBytes = Number.POSITIVE_INFINITY,
 ): Promise<Uint8Array> {
   try {
-    return new Uint8Array(await response.arrayBuffer());
+    if (!response.body) return new Uint8Array(0);
+    return await readAllBounded(
+      response.body,
+      maxBytes,
+      () => new Error(`endpoint storage sent more than ${maxBytes} bytes`),
+    );
   } catch (err) {
     throw signal.aborted && isTimeout(signal.reason)
       ? new Error(`timed out after ${timeoutMs} ms`)

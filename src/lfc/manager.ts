@@ -10,6 +10,7 @@ import { httpStatusLabel, type Metrics } from "../metrics/registry.ts";
 import { maintenanceClient } from "../postgres/client.ts";
 import { dbErrorLine } from "../postgres/errors.ts";
 import { elapsedMs } from "../util/clock.ts";
+import { readAllBounded } from "../util/streams.ts";
 import { readBody, type StorageTarget, storageFetch, storageTarget } from "./endpoint-storage.ts";
 import { type CompressedState, compressLocalCacheState, ZstdError } from "./local-cache.ts";
 import { cancelQuery } from "./pg-cancel.ts";
@@ -23,6 +24,8 @@ export interface LfcManagerOptions {
   getSpec: () => ParsedSpec | null;
   /** Bound on each endpoint storage request, body included (default 60 s; the reference has none). */
   fetchTimeoutMs?: number;
+  /** Cap on the downloaded state, compressed and unpacked alike (default MAX_STATE_BYTES). */
+  maxStateBytes?: number;
   logger?: Logger;
 }
 
@@ -31,6 +34,13 @@ export type StartResult = "started" | "already-running";
 /** How long a prewarm query gets to end after each cancel request, and how many are sent. */
 const CANCEL_GRACE_MS = 1_500;
 const CANCEL_ATTEMPTS = 3;
+
+/**
+ * The largest LFC state a prewarm takes, compressed or unpacked: Postgres's MaxAllocSize, the
+ * most neon.prewarm_local_cache() can be given as one bytea. A larger download or one that
+ * unpacks to more is refused as soon as it passes this (the reference holds whatever arrives).
+ */
+export const MAX_STATE_BYTES = 0x3fff_ffff;
 
 /** The longest delay setTimeout takes as given. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -57,6 +67,18 @@ function bounded<T>(p: Promise<T>, ms: number): Promise<T | "timeout"> {
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
 
+/** zstd-decompresses as a stream, refusing output past `max` bytes (a bomb costs at most that). */
+function zstdDecompressBounded(data: Uint8Array, max: number): Promise<Uint8Array> {
+  const stream = new Blob([data])
+    .stream()
+    .pipeThrough(new DecompressionStream("zstd")) as ReadableStream<Uint8Array>;
+  return readAllBounded(
+    stream,
+    max,
+    () => new Error(`LFC state expands to more than ${max} bytes`),
+  );
+}
+
 function abortedPromise(signal: AbortSignal): Promise<void> {
   if (signal.aborted) return Promise.resolve();
   return new Promise((resolve) =>
@@ -73,10 +95,12 @@ export class LfcManager {
   private readonly shutdown = new AbortController();
   private readonly periodic = new Set<{ stop(): void }>();
   private readonly timeoutMs: number;
+  private readonly maxStateBytes: number;
   private readonly log: Logger;
 
   constructor(private readonly opts: LfcManagerOptions) {
     this.timeoutMs = opts.fetchTimeoutMs ?? 60_000;
+    this.maxStateBytes = opts.maxStateBytes ?? MAX_STATE_BYTES;
     this.log = opts.logger ?? rootLog;
   }
 
@@ -237,14 +261,14 @@ export class LfcManager {
 
     let compressed: Uint8Array;
     try {
-      compressed = await readBody(response, signal, this.timeoutMs);
+      compressed = await readBody(response, signal, this.timeoutMs, this.maxStateBytes);
     } catch (err) {
       if (abort.aborted) return CANCELLED;
       throw withContext("getting request body from endpoint storage", err);
     }
     let state: Uint8Array;
     try {
-      state = await Bun.zstdDecompress(compressed);
+      state = await zstdDecompressBounded(compressed, this.maxStateBytes);
     } catch (err) {
       throw withContext("decoding LFC state", err);
     }
@@ -377,7 +401,8 @@ export class LfcManager {
         { timeoutMs: this.timeoutMs, abort: this.shutdown.signal },
       );
       response = fetched.response;
-      await readBody(response, fetched.signal, this.timeoutMs).catch(() => {});
+      // The answer's body says nothing compute_ctl uses; a little of it is read, the rest dropped.
+      await readBody(response, fetched.signal, this.timeoutMs, 64 << 10).catch(() => {});
     } catch (err) {
       throw withContext("writing to endpoint storage", err);
     }

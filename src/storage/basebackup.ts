@@ -3,10 +3,13 @@
 // GetBaseBackup server stream. Both feed the same streaming extractor.
 //
 // Testing knob: NEON_COMPUTE_TESTING_BASEBACKUP_RETRIES=<n> replaces the 10 retries (the
-// reference honours it only in its `testing` builds; here it is always read).
+// reference honours it only in its `testing` builds; here it is always read). Each attempt is
+// bounded, connect to last byte (10 min, COMPUTE_CTL_TESTING_BASEBACKUP_TIMEOUT_MS): the
+// reference waits without end for a pageserver that stalls or trickles.
 import { formatOneLine, withContext } from "../errors.ts";
 import { log } from "../log.ts";
-import { environment } from "../testing-knobs.ts";
+import { environment, peerKnobs } from "../testing-knobs.ts";
+import { isDiskFull } from "../util/fs-write.ts";
 import { openGrpcBasebackup, type PageApiTarget } from "./page-api/client.ts";
 import { type ConnectOptions, PqConnection, parseConnstring } from "./pq.ts";
 import { extractTarGz } from "./untar.ts";
@@ -15,7 +18,10 @@ export type ComputeModeName = "primary" | "replica" | "static";
 
 /** One attempt's connection: the CopyOut payload and how to let go of the connection. */
 export interface BasebackupSource {
-  connect(): Promise<{
+  /** The peer, as errors name it (`host:port` or the gRPC URL). */
+  readonly peer?: string;
+  /** Aborting `signal` fails the connect or the stream, whichever is under way. */
+  connect(signal?: AbortSignal): Promise<{
     connectMicros: number;
     stream: AsyncIterable<Uint8Array>;
     close(): Promise<void>;
@@ -73,8 +79,16 @@ export function libpqBasebackupSource(
   opts: { connstring: string; token: string | null; mode: ComputeModeName; command: string },
   connect: Connector = (o) => PqConnection.connect(o),
 ): BasebackupSource {
+  let peer: string | undefined;
+  try {
+    const p = parseConnstring(opts.connstring);
+    peer = `${p.host}:${p.port}`;
+  } catch {
+    // connect() reports the malformed connstring
+  }
   return {
-    async connect() {
+    peer,
+    async connect(signal) {
       const p = parseConnstring(opts.connstring);
       if (opts.token !== null) log.info("Got storage auth token from spec file");
       else log.info("Storage auth token not set");
@@ -86,6 +100,7 @@ export function libpqBasebackupSource(
         password: opts.token ?? p.password,
         options: `-c neon.compute_mode=${opts.mode}`,
         applicationName: "compute_ctl",
+        signal,
       });
       return {
         connectMicros: conn.connectMicros,
@@ -107,8 +122,14 @@ export function grpcBasebackupSource(opts: {
   mode: ComputeModeName;
 }): BasebackupSource {
   return {
-    connect: () =>
-      openGrpcBasebackup({ target: opts.target, lsn: opts.lsn, replica: opts.mode !== "primary" }),
+    peer: opts.target.url,
+    connect: (signal) =>
+      openGrpcBasebackup({
+        target: opts.target,
+        lsn: opts.lsn,
+        replica: opts.mode !== "primary",
+        signal,
+      }),
   };
 }
 
@@ -125,7 +146,8 @@ export interface BasebackupMetrics {
 
 /**
  * Fetches and unpacks the basebackup, retrying like the reference: `retries` more tries after
- * the first (10, i.e. 11 in all), sleeping 500 ms then ×1.5 each time. PGDATA is not cleaned
+ * the first (10, i.e. 11 in all), sleeping 500 ms then ×1.5 each time; a full disk (ENOSPC,
+ * EDQUOT) fails at once. PGDATA is not cleaned
  * between tries; a later one extracts over the partial tree. The final error has the context
  * `failed to get basebackup@<lsn>` and the last attempt's error as its cause.
  */
@@ -137,6 +159,8 @@ export async function getBasebackup(opts: {
   initialDelayMs?: number;
   factor?: number;
   sleep?: (ms: number) => Promise<void>;
+  /** Bound on one attempt, connect to last byte (default the knob, 10 min). */
+  attemptTimeoutMs?: number;
 }): Promise<BasebackupMetrics> {
   const retries = opts.retries ?? defaultBasebackupRetries();
   const factor = opts.factor ?? 1.5;
@@ -144,10 +168,17 @@ export async function getBasebackup(opts: {
   let delay = opts.initialDelayMs ?? 500;
   for (let attempt = 0; ; attempt++) {
     try {
-      const m = await tryGetBasebackup(opts.source, opts.pgdata);
+      const m = await tryGetBasebackup(
+        opts.source,
+        opts.pgdata,
+        opts.attemptTimeoutMs ?? peerKnobs.basebackupTimeoutMs,
+      );
       return { ...m, attempts: attempt + 1 };
     } catch (err) {
-      if (attempt >= retries) throw withContext(`failed to get basebackup@${opts.lsn}`, err);
+      // A full disk stays full: no retry (the reference retries it like a network error).
+      if (attempt >= retries || isDiskFull(err)) {
+        throw withContext(`failed to get basebackup@${opts.lsn}`, err);
+      }
       // Same text and 0-based count as the reference: "(attempt 0/10)" follows the first failure.
       // One line, so the attempts can be grepped and timed (the reference logs a multi-line chain).
       log.warn(`Failed to get basebackup: ${formatOneLine(err)} (attempt ${attempt}/${retries})`);
@@ -160,26 +191,47 @@ export async function getBasebackup(opts: {
 async function tryGetBasebackup(
   source: BasebackupSource,
   pgdata: string,
+  timeoutMs: number,
 ): Promise<Omit<BasebackupMetrics, "attempts">> {
   const started = performance.now();
-  const conn = await source.connect();
-  log.debug("start phase basebackup_connected");
+  const deadline = new AbortController();
+  const timer = setTimeout(
+    () => deadline.abort(new Error(`deadline of ${timeoutMs} ms has elapsed`)),
+    timeoutMs,
+  );
+  const received = { bytes: 0 };
+  let conn: Awaited<ReturnType<BasebackupSource["connect"]>> | undefined;
   try {
-    const r = await extractTarGz(marked(conn.stream), pgdata);
+    conn = await source.connect(deadline.signal);
+    log.debug("start phase basebackup_connected");
+    const r = await extractTarGz(marked(conn.stream, received), pgdata);
     return {
       basebackupBytes: r.compressedBytes,
       basebackupMs: Math.floor(performance.now() - started),
       pageserverConnectMicros: conn.connectMicros,
     };
+  } catch (err) {
+    if (!deadline.signal.aborted) throw err;
+    const from = source.peer ? ` from ${source.peer}` : "";
+    throw new Error(
+      conn
+        ? `basebackup${from} not complete after ${timeoutMs} ms (${received.bytes} bytes of it received)`
+        : `no basebackup connection${from} within ${timeoutMs} ms`,
+    );
   } finally {
-    await conn.close().catch(() => undefined);
+    clearTimeout(timer);
+    await conn?.close().catch(() => undefined);
   }
 }
 
-/** The payload as is, with debug marks at its first and its last byte. */
-async function* marked(stream: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+/** The payload as is, counted, with debug marks at its first and its last byte. */
+async function* marked(
+  stream: AsyncIterable<Uint8Array>,
+  received: { bytes: number },
+): AsyncGenerator<Uint8Array> {
   let first = true;
   for await (const chunk of stream) {
+    received.bytes += chunk.length;
     if (first && chunk.length > 0) {
       first = false;
       log.debug("start phase basebackup_first_byte");

@@ -60,6 +60,14 @@ export interface SimpleQueryResult {
 // Read-side backpressure: stop reading the socket while this many parsed bytes wait unconsumed.
 const HIGH_WATER = 1 << 20;
 const LOW_WATER = 256 << 10;
+/**
+ * A declared message length past these is refused before its body is buffered: libpq's rule
+ * (30,000 bytes, except the message types that carry data) and a hard cap for the rest, so a
+ * hostile server cannot make the client hold an arbitrarily large message.
+ */
+const MAX_SHORT_MESSAGE = 30_000;
+const MAX_LONG_MESSAGE = 64 << 20;
+const LONG_MESSAGE_TYPES = new Set(["T", "D", "d", "V", "E", "N", "A"]);
 /** How much CopyData one chunk of copyOut gathers at most. */
 const COPY_CHUNK_BYTES = 256 << 10;
 
@@ -255,8 +263,14 @@ export class PqConnection {
       while (this.inbuf.length >= 5) {
         const len = this.inbuf.u32At(1);
         if (len < 4) throw new Error(`invalid message length ${len} from ${this.label}`);
-        if (this.inbuf.length < len + 1) break;
         const type = String.fromCharCode(this.inbuf.peek());
+        const max = LONG_MESSAGE_TYPES.has(type) ? MAX_LONG_MESSAGE : MAX_SHORT_MESSAGE;
+        if (len > max) {
+          throw new Error(
+            `message '${type}' of ${len} bytes from ${this.label} exceeds the limit of ${max}`,
+          );
+        }
+        if (this.inbuf.length < len + 1) break;
         const frame = this.inbuf.take(len + 1);
         this.queue.push({ type, body: frame.subarray(5) });
         this.queuedBytes += frame.length;

@@ -36,6 +36,11 @@ export interface Forced {
   delayMs?: number;
   /** How many matching requests it applies to (default: all). */
   times?: number;
+  /**
+   * Answer 200 with a body that never finishes: `Content-Length: 1048576`, the first bytes of a
+   * zstd frame, then nothing (the connection stays open until the client gives up).
+   */
+  stallBody?: boolean;
 }
 
 /** The real service's default body limit for PUT. */
@@ -95,6 +100,17 @@ export function startFakeEndpointStorage(
     if (match) {
       match.left--;
       if (match.delayMs) await Bun.sleep(match.delayMs);
+      if (match.stallBody) {
+        await req.arrayBuffer().catch(() => {});
+        const body = new ReadableStream<Uint8Array>({
+          start(c) {
+            c.enqueue(Uint8Array.of(0x28, 0xb5, 0x2f, 0xfd));
+          },
+        });
+        return new Response(body, {
+          headers: { "content-type": "application/octet-stream", "content-length": "1048576" },
+        });
+      }
       if (match.status !== undefined) {
         await req.arrayBuffer().catch(() => {});
         return text(match.status, `forced ${match.status}`);

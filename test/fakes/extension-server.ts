@@ -205,6 +205,11 @@ export function tarZst(entries: TarSpecEntry[]): Uint8Array {
   return Bun.zstdCompressSync(tarArchive(entries));
 }
 
+/** The header block of one regular file of `size` bytes at `path` (its data not included). */
+export function tarFileHeader(path: string, size: number): Uint8Array {
+  return header(path, "0", size, 0o644);
+}
+
 /**
  * A writable copy of the Debian Postgres 15 tree under `root`, laid out as the original
  * (`usr/lib/postgresql/15`, `usr/share/postgresql/15`). Debian's pg_config is relocatable: it

@@ -28,6 +28,21 @@ export interface PageserverFaults {
   chunkSize?: number;
   /** Pause this long before each CopyData after the first: a slow basebackup stream. */
   chunkDelayMs?: number;
+  /**
+   * After CopyOutResponse, write the CopyData stream's wire bytes one at a time, this many ms
+   * apart (1000: a pageserver sending 1 byte a second). Stops when the client hangs up.
+   */
+  trickleMs?: number;
+  /** Accept connections and read the StartupMessage, then never answer. */
+  silent?: boolean;
+  /** Reset the connection (RST, no goodbye) after this many bytes of basebackup payload. */
+  resetAfterBytes?: number;
+  /**
+   * Well-formed messages of the wrong type: "copy-in" answers Execute with CopyInResponse instead
+   * of CopyOutResponse; "data-row" puts a DataRow among the CopyData; "notices" sends an endless
+   * stream of NoticeResponses (100 ms apart) instead of the data.
+   */
+  wrongMessage?: "copy-in" | "data-row" | "notices";
 }
 
 export interface FakePageserverOptions {
@@ -138,25 +153,55 @@ export async function startFakePageserver(opts: FakePageserverOptions): Promise<
     return null;
   };
 
-  const streamBasebackup = async (conn: FakeConn) => {
+  const streamBasebackup = async (conn: FakeConn): Promise<"done" | "hung up"> => {
     if (faults.slowMs) await Bun.sleep(faults.slowMs);
+    if (faults.wrongMessage === "copy-in") {
+      await conn.send(be.copyInResponse());
+      return "done";
+    }
     await conn.send(be.copyOutResponse());
+    if (faults.wrongMessage === "notices") {
+      for (let i = 0; !conn.closed; i++) {
+        await conn.send(be.noticeResponse(`still preparing the basebackup (${i})`)).catch(() => {});
+        await Bun.sleep(100);
+      }
+      return "hung up";
+    }
     let src = opts.basebackup();
     if (faults.truncateGzip) {
       const all = await collect(src);
       src = all.subarray(0, Math.floor(all.length / 2));
     }
     let first = true;
+    let sent = 0;
     for await (const chunk of rechunk(src, chunkSize)) {
       if (!first && faults.chunkDelayMs) await Bun.sleep(faults.chunkDelayMs);
+      if (faults.resetAfterBytes !== undefined && sent + chunk.length > faults.resetAfterBytes) {
+        await conn.send(be.copyData(chunk.subarray(0, faults.resetAfterBytes - sent)));
+        await Bun.sleep(50);
+        conn.abort();
+        return "hung up";
+      }
+      const message = be.copyData(chunk);
+      if (faults.trickleMs) {
+        for (let i = 0; i < message.length; i++) {
+          if (conn.closed) return "hung up";
+          await conn.send(message.subarray(i, i + 1)).catch(() => {});
+          await Bun.sleep(faults.trickleMs);
+        }
+      } else await conn.send(message);
+      if (first && faults.wrongMessage === "data-row") {
+        await conn.send(be.dataRow(["not copy data"]));
+      }
       first = false;
-      await conn.send(be.copyData(chunk));
+      sent += chunk.length;
     }
     if (faults.errorAfterData) {
       await conn.send(be.errorResponse("basebackup failed: injected error after data"));
-      return;
+      return "done";
     }
     await conn.send(be.copyDone(), be.commandComplete("SELECT 1"));
+    return "done";
   };
 
   /** Parse .. Sync, Bind, Execute, Sync of one copy_out. */
@@ -193,7 +238,7 @@ export async function startFakePageserver(opts: FakePageserverOptions): Promise<
     );
     if (!exec) return;
     record(conn, parse.query);
-    await streamBasebackup(conn);
+    if ((await streamBasebackup(conn)) === "hung up") return;
     if (!(await conn.expect("Sync"))) return;
     await conn.send(be.readyForQuery());
     return name;
@@ -233,6 +278,7 @@ export async function startFakePageserver(opts: FakePageserverOptions): Promise<
     onReject: opts.onReject,
     refuse: (n) => n < refuse,
     startupDelayMs: faults.slowMs,
+    silent: () => faults.silent === true,
     checkStartup: (params, keys) => {
       const p = classifyStartup(params, keys);
       return typeof p === "string" ? p : null;

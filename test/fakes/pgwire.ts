@@ -103,6 +103,7 @@ export const be = {
     }),
   /** As pq_proto: overall format 0 (text), 0 columns. */
   copyOutResponse: () => message("H", (b) => b.u8(0).i16(0)),
+  copyInResponse: () => message("G", (b) => b.u8(0).i16(0)),
   copyData: (data: Uint8Array) => message("d", (b) => b.bytes(data)),
   copyDone: () => message("c"),
 };
@@ -421,6 +422,18 @@ export class FakeConn {
     this.socket.end();
   }
 
+  /** Resolves once the client has hung up or the server has stopped. */
+  waitClosed(): Promise<void> {
+    return new Promise((resolve) => {
+      const poll = setInterval(() => {
+        if (this.ended) {
+          clearInterval(poll);
+          resolve();
+        }
+      }, 20);
+    });
+  }
+
   /** Closes at once, without an error message (a crash or a refused connection). */
   abort(): void {
     this.ended = true;
@@ -463,6 +476,8 @@ export interface PgServerOptions {
   checkStartup?: (params: Record<string, string>, keys: string[]) => string | null;
   /** Waited before the authentication reply (a slow server). */
   startupDelayMs?: number;
+  /** After the StartupMessage, never answer: hold the connection until it is closed. */
+  silent?: () => boolean;
   /** Called for every rejection as it happens (standalone fakes print them). */
   onReject?: (why: string) => void;
   /** Default 0: any free port. */
@@ -511,6 +526,10 @@ async function handshake(conn: FakeConn, opts: PgServerOptions): Promise<boolean
   const complaint = opts.checkStartup?.(conn.startup, conn.startupKeys);
   if (complaint) await conn.reject(complaint);
   if (opts.startupDelayMs) await Bun.sleep(opts.startupDelayMs);
+  if (opts.silent?.()) {
+    await conn.waitClosed();
+    return false;
+  }
   if (opts.password != null) {
     await conn.send(be.authCleartextPassword());
     const m = await conn.next();

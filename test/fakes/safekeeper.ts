@@ -16,6 +16,8 @@ export interface FakeSafekeeperOptions {
   status: SafekeeperStatus;
   /** Wait before answering TIMELINE_STATUS. */
   delayMs?: number;
+  /** Accept connections and read the StartupMessage, then never answer anything. */
+  silent?: boolean;
   onRequest?: (r: SafekeeperRequest) => void;
   onReject?: (why: string) => void;
   port?: number;
@@ -33,6 +35,8 @@ export interface FakeSafekeeper {
   addr: string;
   requests: SafekeeperRequest[];
   rejections: string[];
+  /** Connections accepted so far. */
+  readonly connections: number;
   /** Changes the answer for later queries. */
   setStatus(s: SafekeeperStatus): void;
   stop(): Promise<void>;
@@ -48,6 +52,7 @@ export async function startFakeSafekeeper(opts: FakeSafekeeperOptions): Promise<
     password: opts.token ?? null,
     port: opts.port,
     onReject: opts.onReject,
+    silent: () => opts.silent === true,
     checkStartup: (params, keys) => {
       if (keys.join(",") !== "client_encoding,user,options") {
         return `unexpected startup parameters [${keys.join(",")}] (expected client_encoding,user,options)`;
@@ -96,6 +101,9 @@ export async function startFakeSafekeeper(opts: FakeSafekeeperOptions): Promise<
     addr: `127.0.0.1:${server.port}`,
     requests,
     rejections: server.rejections,
+    get connections() {
+      return server.connections;
+    },
     setStatus(s) {
       status = s;
     },

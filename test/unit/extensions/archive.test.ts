@@ -6,9 +6,15 @@ import {
   planArchive,
   planFromEntries,
 } from "../../../src/extensions/archive.ts";
-import { readTar } from "../../../src/extensions/tar.ts";
+import { readTar, readTarStream } from "../../../src/extensions/tar.ts";
 import { TarError } from "../../../src/util/tar.ts";
-import { type TarSpecEntry, tarArchive, tarZst } from "../../fakes/extension-server.ts";
+import {
+  type TarSpecEntry,
+  tarArchive,
+  tarFileHeader,
+  tarZst,
+} from "../../fakes/extension-server.ts";
+import { zstdZeroBomb } from "../../support/zstd-bomb.ts";
 
 const dirs: InstallDirs = { shareExtension: "/pg/share/extension", pkglibdir: "/pg/lib" };
 const plan = (entries: TarSpecEntry[]) => planFromEntries(readTar(tarArchive(entries)), dirs);
@@ -121,5 +127,79 @@ describe("planArchive", () => {
     const big = tarZst([{ type: "file", path: "lib/a.so", data: "0".repeat(1 << 20) }]);
     expect(big.length).toBeLessThan(10_000);
     await expect(planArchive(big, dirs, 100_000)).rejects.toThrow("expands to more than");
+  });
+});
+
+describe("bombs", () => {
+  const GiB = 1 << 30;
+
+  /** The decompressed archive as a stream that counts what was pulled from it. */
+  function counted(compressed: Uint8Array) {
+    const seen = { bytes: 0 };
+    const stream = new Blob([compressed])
+      .stream()
+      .pipeThrough(new DecompressionStream("zstd"))
+      .pipeThrough(
+        new TransformStream<Uint8Array, Uint8Array>({
+          transform(chunk, c) {
+            seen.bytes += chunk.byteLength;
+            c.enqueue(chunk);
+          },
+        }),
+      ) as ReadableStream<Uint8Array>;
+    return { stream, seen };
+  }
+
+  test("zstdZeroBomb is a real zstd frame: the prefix, then the zeros", () => {
+    const prefix = new TextEncoder().encode("head");
+    const out = Bun.zstdDecompressSync(zstdZeroBomb(prefix, 300_000));
+    expect(out.byteLength).toBe(4 + 300_000);
+    expect(Buffer.from(out.subarray(0, 4)).toString()).toBe("head");
+    expect(out.subarray(4).every((b) => b === 0)).toBe(true);
+  });
+
+  test("a 144 KiB archive holding one 4 GiB file is refused at its header", async () => {
+    const bomb = zstdZeroBomb(tarFileHeader("lib/bomb.so", 4 * GiB), 4 * GiB);
+    expect(bomb.byteLength).toBeLessThan(150_000);
+    const { stream, seen } = counted(bomb);
+    await expect(readTarStream(stream, { maxBytes: GiB, maxEntries: 100 })).rejects.toThrow(
+      "archive expands to more than 1073741824 bytes (entry 'lib/bomb.so' of 4294967296 bytes at byte 0)",
+    );
+    // Only the header (and the decoder's first output chunk) was unpacked.
+    expect(seen.bytes).toBeLessThan(4 << 20);
+    await expect(planArchive(bomb, dirs, GiB)).rejects.toThrow(ArchiveError);
+  });
+
+  test("4 GiB of zeros is an empty archive: reading stops at the first zero block", async () => {
+    const { stream, seen } = counted(zstdZeroBomb(new Uint8Array(0), 4 * GiB));
+    expect(await readTarStream(stream, { maxBytes: GiB, maxEntries: 100 })).toEqual([]);
+    expect(seen.bytes).toBeLessThan(4 << 20);
+  });
+
+  test("files that each fit but together pass the cap: refused at the header that crosses it", async () => {
+    const file = (i: number) =>
+      ({ type: "file", path: `lib/f${i}.so`, data: "x".repeat(40_000) }) as const;
+    const archive = tarZst([file(0), file(1), file(2)]);
+    await expect(planArchive(archive, dirs, 100_000)).rejects.toThrow(
+      "archive expands to more than 100000 bytes (entry 'lib/f2.so' of 40000 bytes at byte 81920)",
+    );
+  });
+
+  test("more entries than allowed: refused at the first one past the limit", async () => {
+    const entries: TarSpecEntry[] = [];
+    for (let i = 0; i < 60; i++) entries.push({ type: "file", path: `lib/e${i}`, data: "" });
+    const archive = tarZst(entries);
+    await expect(planArchive(archive, dirs, 1 << 20, 50)).rejects.toThrow(
+      "archive has more than 50 entries",
+    );
+    expect((await planArchive(archive, dirs, 1 << 20, 60)).files).toHaveLength(60);
+  });
+
+  test("a stream that ends inside an entry is truncated", async () => {
+    const tar = tarArchive([{ type: "file", path: "lib/a.so", data: "x".repeat(5000) }]);
+    const { stream } = counted(Bun.zstdCompressSync(tar.subarray(0, 3000)));
+    await expect(readTarStream(stream, { maxBytes: GiB, maxEntries: 10 })).rejects.toThrow(
+      "truncated tar archive",
+    );
   });
 });

@@ -12,7 +12,7 @@ import {
 } from "bun:test";
 import type { ParsedSpec } from "../../../src/api/parsed-spec.ts";
 import { initFailpoints, resetFailpoints } from "../../../src/failpoints.ts";
-import { LfcManager } from "../../../src/lfc/manager.ts";
+import { LfcManager, MAX_STATE_BYTES } from "../../../src/lfc/manager.ts";
 import { createMetrics, type Metrics } from "../../../src/metrics/registry.ts";
 import {
   type FakeEndpointStorage,
@@ -22,6 +22,7 @@ import {
 import { startTestPostgres, type TestPostgres } from "../../support/pg.ts";
 import { freePort } from "../../support/ports.ts";
 import { cleanup, waitFor } from "../../support/proc.ts";
+import { zstdZeroBomb } from "../../support/zstd-bomb.ts";
 
 const TENANT = "3b1f8d1c2a9e4f5d8c7b6a5f4e3d2c1b";
 const TIMELINE = "a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5";
@@ -51,13 +52,16 @@ function makeSpec(over: Partial<ParsedSpec> & { endpoint_id?: string | null } = 
   } as unknown as ParsedSpec;
 }
 
-function newManager(opts: { fetchTimeoutMs?: number; connstr?: string } = {}): LfcManager {
+function newManager(
+  opts: { fetchTimeoutMs?: number; connstr?: string; maxStateBytes?: number } = {},
+): LfcManager {
   lfc?.stop();
   lfc = new LfcManager({
     connstr: new URL(opts.connstr ?? pg.url),
     metrics,
     getSpec: () => spec,
     fetchTimeoutMs: opts.fetchTimeoutMs ?? 5_000,
+    maxStateBytes: opts.maxStateBytes,
   });
   return lfc;
 }
@@ -259,6 +263,35 @@ describe("failures end in failed, with the error, and count", () => {
     expect(s.status === "failed" && s.error).toStartWith("decoding LFC state: ");
     expect(await lastLoaded()).toBeNull();
     expect(await counters()).toMatchObject({ prewarmErrors: 1 });
+  });
+
+  test("a state that unpacks past the cap (a zstd bomb) is refused as it unpacks", async () => {
+    newManager({ maxStateBytes: 1 << 20 });
+    // 1 GiB of zeros in about 32 KiB: only the first MiB or so is ever unpacked.
+    storage.objects.set(own(), zstdZeroBomb(new Uint8Array(0), 1 << 30));
+    const t0 = performance.now();
+    const s = await prewarmAndWait();
+    expect(performance.now() - t0).toBeLessThan(5_000);
+    expect(s).toEqual({
+      status: "failed",
+      error: `decoding LFC state: LFC state expands to more than ${1 << 20} bytes`,
+    });
+    expect(await lastLoaded()).toBeNull();
+  });
+
+  test("a download past the cap is refused before it is all read", async () => {
+    newManager({ maxStateBytes: 1000 });
+    storage.objects.set(own(), Bun.zstdCompressSync(crypto.getRandomValues(new Uint8Array(5000))));
+    const s = await prewarmAndWait();
+    expect(s).toEqual({
+      status: "failed",
+      error:
+        "getting request body from endpoint storage: endpoint storage sent more than 1000 bytes",
+    });
+  });
+
+  test("the default cap is Postgres's MaxAllocSize, the largest bytea", () => {
+    expect(MAX_STATE_BYTES).toBe(1024 * 1024 * 1024 - 1);
   });
 
   test("slow storage is bounded by the timeout, for GET and PUT", async () => {

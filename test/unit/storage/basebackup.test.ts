@@ -333,6 +333,92 @@ describe("getBasebackup against the fake pageserver (real wire client)", () => {
     expect(formatChain(err)).toMatch(/gzip decompression failed\n {4}1: .*unexpected end of file/);
   }, 60_000);
 
+  test("a pageserver sending 1 byte a second: the attempt ends at its deadline", async () => {
+    const { ps } = await pageserver({ trickleMs: 1000 });
+    const started = performance.now();
+    const err = await rejection(
+      getBasebackup({
+        source: sourceFor(ps, "0/0"),
+        pgdata: await makeUserDir("bb-wire-trickle-"),
+        lsn: "0/0",
+        retries: 0,
+        attemptTimeoutMs: 1500,
+      }),
+    );
+    expect(performance.now() - started).toBeLessThan(5000);
+    expect(formatChain(err)).toBe(
+      `failed to get basebackup@0/0\n\nCaused by:\n    0: basebackup from 127.0.0.1:${ps.port} not complete after 1500 ms (0 bytes of it received)`,
+    );
+    expect(ps.rejections).toEqual([]);
+  }, 60_000);
+
+  test("a silent pageserver (accepts, never answers): the connect ends at the deadline", async () => {
+    const { ps } = await pageserver({ silent: true });
+    const err = await rejection(
+      getBasebackup({
+        source: sourceFor(ps, "0/0"),
+        pgdata: await makeUserDir("bb-wire-silent-"),
+        lsn: "0/0",
+        retries: 0,
+        attemptTimeoutMs: 500,
+      }),
+    );
+    expect(formatChain(err)).toContain(
+      `no basebackup connection from 127.0.0.1:${ps.port} within 500 ms`,
+    );
+  }, 60_000);
+
+  test("a reset mid-stream is a failed try, retried", async () => {
+    const { ps } = await pageserver({ resetAfterBytes: 20_000 });
+    const { sleeps, sleep } = recordingSleep();
+    const err = await rejection(
+      getBasebackup({
+        source: sourceFor(ps, "0/0"),
+        pgdata: await makeUserDir("bb-wire-reset-"),
+        lsn: "0/0",
+        retries: 1,
+        sleep,
+      }),
+    );
+    expect(ps.requests).toHaveLength(2);
+    expect(sleeps).toEqual([500]);
+    expect(formatChain(err)).toMatch(
+      /connection to 127\.0\.0\.1:\d+ (closed by the server|failed)/,
+    );
+  }, 60_000);
+
+  for (const [wrong, text] of [
+    ["copy-in", "unexpected message CopyInResponse"],
+    ["data-row", "unexpected message DataRow"],
+  ] as const) {
+    test(`a well-formed ${wrong} message where the copy belongs is a failed try`, async () => {
+      const { ps } = await pageserver({ wrongMessage: wrong });
+      const err = await rejection(
+        getBasebackup({
+          source: sourceFor(ps, "0/0"),
+          pgdata: await makeUserDir("bb-wire-wrong-"),
+          lsn: "0/0",
+          retries: 0,
+        }),
+      );
+      expect(formatChain(err)).toContain(text);
+    }, 60_000);
+  }
+
+  test("endless NoticeResponses instead of data: the attempt ends at its deadline", async () => {
+    const { ps } = await pageserver({ wrongMessage: "notices" });
+    const err = await rejection(
+      getBasebackup({
+        source: sourceFor(ps, "0/0"),
+        pgdata: await makeUserDir("bb-wire-notices-"),
+        lsn: "0/0",
+        retries: 0,
+        attemptTimeoutMs: 800,
+      }),
+    );
+    expect(formatChain(err)).toContain("not complete after 800 ms (0 bytes of it received)");
+  }, 60_000);
+
   test("refused connections are retried", async () => {
     const { ps } = await pageserver({ refuseConnections: 2 });
     const { sleeps, sleep } = recordingSleep();

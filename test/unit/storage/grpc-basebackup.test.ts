@@ -301,6 +301,26 @@ describe("the gRPC basebackup", () => {
     expect(m.basebackupMs).toBeGreaterThanOrEqual(600);
   }, 60_000);
 
+  test("a pageserver sending 1 byte a second: the attempt ends at its deadline", async () => {
+    const { ps } = await pageserver({ chunkSize: 1, chunkDelayMs: 1000 });
+    const started = performance.now();
+    const err = await rejection(
+      getBasebackup({
+        source: source(ps, "0/0"),
+        pgdata: await makeUserDir("grpc-bb-trickle-"),
+        lsn: "0/0",
+        retries: 0,
+        attemptTimeoutMs: 1500,
+      }),
+    );
+    expect(performance.now() - started).toBeLessThan(5000);
+    expect(formatChain(err)).toMatch(
+      new RegExp(
+        `^failed to get basebackup@0/0\\n\\nCaused by:\\n {4}0: basebackup from ${ps.url.replaceAll(".", "\\.")} not complete after 1500 ms \\([12] bytes of it received\\)$`,
+      ),
+    );
+  }, 60_000);
+
   test("flow control: the server cannot run ahead of a reader that stops", async () => {
     // 32 MiB of incompressible chunks; the reader takes two and pauses.
     const chunk = 64 << 10;

@@ -111,6 +111,43 @@ describe("PqConnection against a raw socket", () => {
     }
   });
 
+  for (const [what, type, len, limit] of [
+    ["a CopyData", "d", 0x7fff_ffff, 64 << 20],
+    ["an AuthenticationRequest", "R", 40_000, 30_000],
+  ] as const) {
+    test(`${what} declaring ${len} bytes is refused before it is buffered`, async () => {
+      let sent = 0;
+      const l = Bun.listen({
+        hostname: "127.0.0.1",
+        port: 0,
+        socket: {
+          binaryType: "uint8array",
+          data(s) {
+            // The header of a message too long to hold, then a first slice of its body.
+            const head = Buffer.alloc(5 + 65536);
+            head.write(type, 0, "latin1");
+            head.writeUInt32BE(len, 1);
+            sent += s.write(head);
+          },
+        },
+      });
+      try {
+        const err = await PqConnection.connect({
+          host: "127.0.0.1",
+          port: l.port,
+          user: "u",
+          timeoutMs: 5000,
+        }).catch((e) => e);
+        expect(sent).toBeGreaterThan(0);
+        expect(err.message).toBe(
+          `message '${type}' of ${len} bytes from 127.0.0.1:${l.port} exceeds the limit of ${limit}`,
+        );
+      } finally {
+        l.stop(true);
+      }
+    });
+  }
+
   test("the StartupMessage is exactly the reference's (client_encoding first, no SSLRequest)", async () => {
     const got: Uint8Array[] = [];
     const l = Bun.listen({

@@ -6,7 +6,9 @@ import { log } from "../log.ts";
 import { maintenanceClient } from "../postgres/client.ts";
 import { readCatalog } from "./catalog.ts";
 import { APPLY_APPLICATION_NAME, type ExecuteReport, executePlan } from "./execute.ts";
-import { formatPlan, type Plan, planSpec } from "./plan.ts";
+import { formatPlan, type Plan, planSpec, publicSchemasToRead } from "./plan.ts";
+
+const PLAN_APPLICATION_NAME = "compute_ctl:plan";
 
 export interface ApplySqlOptions {
   connstr: URL;
@@ -40,9 +42,23 @@ export function catalogUpdatesSkipped(spec: ComputeSpec): string | null {
   return null;
 }
 
-async function plan(sql: Sql, spec: ComputeSpec, opts: ApplySqlOptions): Promise<Plan> {
+async function plan(
+  sql: Sql,
+  spec: ComputeSpec,
+  opts: ApplySqlOptions,
+  applicationName: string,
+): Promise<Plan> {
   const snapshot = await readCatalog(sql, {
     markerTimelineId: spec.drop_subscriptions_before_start ? opts.timelineId : null,
+    // Read over connections like the apply's own, so CURRENT_USER is the role the phase runs as.
+    publicSchemas: {
+      connstr: opts.connstr,
+      databases: (catalog) => publicSchemasToRead(spec, catalog),
+      privilegedRoleName: opts.privilegedRoleName,
+      concurrency: opts.concurrency,
+      applicationName,
+      extraOptions: opts.extraOptions,
+    },
   });
   return planSpec(snapshot, spec, {
     privilegedRoleName: opts.privilegedRoleName,
@@ -57,7 +73,7 @@ export async function applySpecSql(spec: ComputeSpec, opts: ApplySqlOptions): Pr
   const sql = await maintenanceClient(opts.connstr, APPLY_APPLICATION_NAME, opts.extraOptions);
   try {
     const t0 = performance.now();
-    const p = await plan(sql, spec, opts);
+    const p = await plan(sql, spec, opts, APPLY_APPLICATION_NAME);
     const t1 = performance.now();
     const report = await executePlan(p, {
       connstr: opts.connstr,
@@ -92,9 +108,9 @@ export async function planSpecSql(
   if (skipped !== null) {
     return { plan: null, text: `-- nothing to run: ${skipped}\n` };
   }
-  const sql = await maintenanceClient(opts.connstr, "compute_ctl:plan");
+  const sql = await maintenanceClient(opts.connstr, PLAN_APPLICATION_NAME);
   try {
-    const p = await plan(sql, spec, { ...opts, concurrency: 1 });
+    const p = await plan(sql, spec, { ...opts, concurrency: 1 }, PLAN_APPLICATION_NAME);
     const systemDb = decodeURIComponent(opts.connstr.pathname.slice(1)) || "postgres";
     return { plan: p, text: formatPlan(p, systemDb) };
   } finally {

@@ -7,6 +7,7 @@ import { formatOneLine } from "../errors.ts";
 import { log } from "../log.ts";
 import { localClient } from "../postgres/client.ts";
 import type { DatabaseTask, Phase, Plan } from "./plan.ts";
+import { pool } from "./pool.ts";
 
 export const APPLY_APPLICATION_NAME = "compute_ctl:apply_config";
 
@@ -67,33 +68,12 @@ async function runPhase(
   return p.statements.length;
 }
 
-/** Runs `fn` over `items` with at most `limit` at a time; all run even if some fail. */
-async function pool<T>(
-  items: T[],
-  limit: number,
-  fn: (item: T) => Promise<void>,
-): Promise<unknown[]> {
-  const errors: unknown[] = [];
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const item = items[next++]!;
-      try {
-        await fn(item);
-      } catch (err) {
-        errors.push(err);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-  return errors;
-}
-
 export async function executePlan(plan: Plan, opts: ExecuteOptions): Promise<ExecuteReport> {
   const appName = opts.applicationName ?? APPLY_APPLICATION_NAME;
   const limit = Math.max(1, Math.floor(opts.concurrency));
   const report: ExecuteReport = { statements: 0, connections: 0 };
   for (const w of plan.warnings) log.warn(w);
+  const closing: Promise<unknown>[] = [];
 
   const runTask = async (task: DatabaseTask) => {
     // The system database's task shares the main connection, idle while tasks run.
@@ -113,26 +93,31 @@ export async function executePlan(plan: Plan, opts: ExecuteOptions): Promise<Exe
       await sql.unsafe("SET neon.forward_ddl = false").simple();
       for (const p of task.phases) count(await runPhase(sql, p, where, opts.onStatementError));
     } finally {
-      await sql.end({ timeout: 5 }).catch(() => {});
+      // Closing does not hold the task's slot; executePlan waits for every close before it returns.
+      closing.push(sql.end({ timeout: 5 }).catch(() => {}));
     }
   };
 
-  const preDropErrors = await pool(plan.preDrop, limit, runTask);
-  for (const err of preDropErrors) {
-    // On a retry the database may already be gone; the drop itself is IF EXISTS.
-    if (formatOneLine(err).includes("does not exist")) log.warn(formatOneLine(err));
-    else throw err;
-  }
+  try {
+    const preDropErrors = await pool(plan.preDrop, limit, runTask);
+    for (const err of preDropErrors) {
+      // On a retry the database may already be gone; the drop itself is IF EXISTS.
+      if (formatOneLine(err).includes("does not exist")) log.warn(formatOneLine(err));
+      else throw err;
+    }
 
-  for (const p of plan.main) {
-    report.statements += await runPhase(opts.main, p, "", opts.onStatementError);
-  }
+    for (const p of plan.main) {
+      report.statements += await runPhase(opts.main, p, "", opts.onStatementError);
+    }
 
-  const errors = await pool(plan.perDatabase, limit, runTask);
-  if (errors.length > 0) throw errors[0];
+    const errors = await pool(plan.perDatabase, limit, runTask);
+    if (errors.length > 0) throw errors[0];
 
-  for (const p of plan.final) {
-    report.statements += await runPhase(opts.main, p, "", opts.onStatementError);
+    for (const p of plan.final) {
+      report.statements += await runPhase(opts.main, p, "", opts.onStatementError);
+    }
+    return report;
+  } finally {
+    await Promise.all(closing);
   }
-  return report;
 }

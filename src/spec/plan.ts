@@ -3,7 +3,12 @@
 // by the database they run in. Nothing here touches Postgres, so the plan can be printed (dry
 // run) or unit-tested, and the executor only runs what it is given.
 import type { ComputeSpec, Database, DeltaOp } from "../api/spec.ts";
-import type { CatalogDatabase, CatalogRole, CatalogSnapshot } from "./catalog.ts";
+import type {
+  CatalogDatabase,
+  CatalogRole,
+  CatalogSnapshot,
+  PublicSchemaState,
+} from "./catalog.ts";
 import { databaseOptions, pgQuote, roleOptions, storedPassword } from "./quote.ts";
 import * as q from "./sql.ts";
 
@@ -54,6 +59,11 @@ export interface PlanOptions {
 interface Context {
   roles: Map<string, CatalogRole>;
   dbs: Map<string, CatalogDatabase>;
+  /**
+   * Names whose database is not the one the snapshot read (dropped, renamed away or onto, or
+   * created by this plan), so the snapshot's per-database facts do not apply to them.
+   */
+  replaced: Set<string>;
 }
 
 const SYSTEM_DB_OWNER = "cloud_admin";
@@ -96,6 +106,7 @@ function dropInvalidDatabases(ctx: Context): Phase {
     if (!db.invalid) continue;
     // Left by an interrupted DROP DATABASE; recreated below if the spec still has it.
     ctx.dbs.delete(db.name);
+    ctx.replaced.add(db.name);
     out.push({
       sql: `DROP DATABASE IF EXISTS ${pgQuote(db.name)}`,
       comment: `dropping invalid database ${db.name}`,
@@ -169,12 +180,15 @@ function renameAndDeleteDatabases(ctx: Context, spec: ComputeSpec): Phase {
         comment: `deleting database ${op.name}`,
       });
       ctx.dbs.delete(op.name);
+      ctx.replaced.add(op.name);
     } else if (op.action === "rename_db") {
       const to = newName(op);
       const db = ctx.dbs.get(op.name);
       if (!db) continue;
       ctx.dbs.delete(op.name);
       ctx.dbs.set(to, { ...db, name: to });
+      ctx.replaced.add(op.name);
+      ctx.replaced.add(to);
       out.push({
         sql: `ALTER DATABASE ${pgQuote(op.name)} RENAME TO ${pgQuote(to)}`,
         comment: `renaming database '${op.name}' to '${to}'`,
@@ -200,6 +214,7 @@ function createAndAlterDatabases(ctx: Context, spec: ComputeSpec, priv: string):
       continue;
     }
     ctx.dbs.set(db.name, { name: db.name, owner: db.owner, restrictConn: false, invalid: false });
+    ctx.replaced.add(db.name);
     out.push({
       sql: `CREATE DATABASE ${pgQuote(db.name)} ${databaseOptions(db)}`,
       comment: `creating database ${db.name}`,
@@ -232,6 +247,54 @@ function dropSubscriptionsPhase(dbname: string): Phase {
   ]);
 }
 
+function changeSchemaPerms(owner: string, priv: string): Phase {
+  return phase("ChangeSchemaPerms", [
+    { sql: q.setPublicSchemaOwner(owner) },
+    { sql: q.defaultGrants(priv) },
+  ]);
+}
+
+const ADMIN_ROLES = new Set(["cloud_admin", "zenith_admin"]);
+
+/**
+ * Whether ChangeSchemaPerms would leave a public schema in state `s` as it is: no owner to hand
+ * over, web_access already granted CREATE by the owner (where it is granted), and the default
+ * privileges already complete. Running it then changes no catalog row's content.
+ */
+function schemaPermsInPlace(s: PublicSchemaState, webAccessExists: boolean): boolean {
+  // Both statements do nothing without a public schema.
+  if (!s.exists) return true;
+  // A GRANT by a superuser is recorded as the owner's; a grant by anyone else is not checked.
+  if (!s.superuser) return false;
+  if (s.owner !== null && ADMIN_ROLES.has(s.owner)) return false;
+  if (s.webAccessGrantApplies && webAccessExists && !s.webAccessCanCreate) return false;
+  return s.defaultTablePrivileges && s.defaultSequencePrivileges;
+}
+
+/**
+ * The databases whose public schema is worth reading before planning `spec`: those of the spec
+ * that exist and that no delta operation renames or deletes, and none when a delta operation
+ * renames or deletes an existing role (its REASSIGN OWNED, DROP OWNED and new names can change
+ * what ChangeSchemaPerms finds, so the phase then runs everywhere).
+ */
+export function publicSchemasToRead(
+  spec: ComputeSpec,
+  snapshot: Pick<CatalogSnapshot, "roles" | "databases">,
+): string[] {
+  const deltas = spec.delta_operations ?? [];
+  const roleOps = deltas.filter((op) => op.action === "rename_role" || op.action === "delete_role");
+  if (roleOps.some((op) => snapshot.roles.has(op.name))) return [];
+  const touched = new Set<string>();
+  for (const op of deltas) {
+    if (op.action !== "rename_db" && op.action !== "delete_db") continue;
+    touched.add(op.name);
+    if (op.new_name !== null) touched.add(op.new_name);
+  }
+  return spec.cluster.databases
+    .map((d) => d.name)
+    .filter((name) => snapshot.databases.has(name) && !touched.has(name));
+}
+
 function nonEmpty(phases: Phase[]): Phase[] {
   return phases.filter((p) => p.statements.length > 0);
 }
@@ -246,6 +309,7 @@ export function planSpec(snapshot: CatalogSnapshot, spec: ComputeSpec, opts: Pla
   const ctx: Context = {
     roles: new Map([...snapshot.roles].map(([k, v]) => [k, { ...v }])),
     dbs: new Map([...snapshot.databases].map(([k, v]) => [k, { ...v }])),
+    replaced: new Set(),
   };
   const warnings: string[] = [];
   const dropSubscriptions = spec.drop_subscriptions_before_start && !snapshot.dropSubscriptionsDone;
@@ -261,6 +325,7 @@ export function planSpec(snapshot: CatalogSnapshot, spec: ComputeSpec, opts: Pla
   }
 
   const lakebase = opts.lakebase ?? false;
+  const renamed = renameRoles(ctx, spec);
   const main = nonEmpty([
     phase("CreatePrivilegedRole", [{ sql: q.createPrivilegedRole(priv, lakebase) }]),
     ...(lakebase
@@ -278,13 +343,20 @@ export function planSpec(snapshot: CatalogSnapshot, spec: ComputeSpec, opts: Pla
         ]
       : []),
     dropInvalidDatabases(ctx),
-    renameRoles(ctx, spec),
+    renamed,
     createAndAlterRoles(ctx, spec, priv),
     renameAndDeleteDatabases(ctx, spec),
     createAndAlterDatabases(ctx, spec, priv),
     phase("CreateSchemaNeon", [{ sql: q.CREATE_SCHEMA_NEON }]),
   ]);
 
+  // Roles renamed or deleted by this plan may own, or hold privileges on, a public schema; the
+  // per-database facts read before the plan are then not trusted anywhere.
+  const rolesChange =
+    renamed.statements.length > 0 || ops(spec, "delete_role").some((op) => ctx.roles.has(op.name));
+  // Created roles are not added to ctx.roles; one the spec lists exists by the time this runs.
+  const webAccessExists =
+    ctx.roles.has("web_access") || spec.cluster.roles.some((r) => r.name === "web_access");
   const perDatabase: DatabaseTask[] = [];
   for (const db of spec.cluster.databases) {
     const why = unreachable(ctx, db.name);
@@ -292,12 +364,15 @@ export function planSpec(snapshot: CatalogSnapshot, spec: ComputeSpec, opts: Pla
       warnings.push(`skipping the per-database work in ${db.name}: ${why}`);
       continue;
     }
+    const schema = snapshot.publicSchemas?.get(db.name);
+    const permsInPlace =
+      schema !== undefined &&
+      !rolesChange &&
+      !ctx.replaced.has(db.name) &&
+      schemaPermsInPlace(schema, webAccessExists);
     const phases = nonEmpty([
       deleteRoleReferences(ctx, spec, db),
-      phase("ChangeSchemaPerms", [
-        { sql: q.setPublicSchemaOwner(db.owner) },
-        { sql: q.defaultGrants(priv) },
-      ]),
+      ...(permsInPlace ? [] : [changeSchemaPerms(db.owner, priv)]),
       ...(dropSubscriptions ? [dropSubscriptionsPhase(db.name)] : []),
     ]);
     if (phases.length > 0) perDatabase.push({ database: db.name, phases });

@@ -27,6 +27,8 @@ export const knobs = {
   immediateLingerMs: ms("COMPUTE_CTL_TESTING_IMMEDIATE_LINGER_MS", 300),
   /** How long children get after a termination signal before SIGKILL (10 s). */
   childGraceMs: ms("COMPUTE_CTL_TESTING_CHILD_GRACE_MS", 10_000),
+  /** GET /testing/memory on the internal server: memory after a full GC (off). */
+  memoryProbe: process.env.COMPUTE_CTL_TESTING_MEMORY_PROBE === "1",
 };
 
 /** The Postgres process and sync-safekeepers knobs. */

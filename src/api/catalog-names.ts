@@ -4,7 +4,10 @@
 // create it twice: each of these would fail the apply half-way, or on every later one.
 // Role and database options are written into CREATE/ALTER statements as `NAME value`, the value
 // unquoted unless its vartype is "string": a name or an unquoted value that is not one plain word
-// would let a spec add SQL of its own, so those are refused too.
+// would let a spec add SQL of its own, so those are refused too. An option whose value is null
+// is written as its bare name: for an option Postgres' grammar gives a value (`CONNECTION LIMIT`,
+// `VALID UNTIL`, every `CREATE DATABASE` option) that is a syntax error half-way through the
+// apply, so it is refused as well.
 import type { ComputeSpec, GenericOptions } from "./spec.ts";
 
 const DELTA_ACTIONS = ["rename_role", "rename_db", "delete_role", "delete_db"];
@@ -27,10 +30,43 @@ const OPTION_NAME = /^[A-Za-z_]+( [A-Za-z_]+)*$/;
 /** An unquoted option value: a number, a keyword or a plain identifier. */
 const RAW_OPTION_VALUE = /^[A-Za-z0-9_.+-]+$/;
 
-function optionsProblem(path: string, options: GenericOptions): string | null {
+/** CREATE/ALTER ROLE options that Postgres' grammar only accepts followed by a value. */
+const ROLE_OPTIONS_WITH_VALUE = new Set([
+  "PASSWORD",
+  "ENCRYPTED PASSWORD",
+  "UNENCRYPTED PASSWORD",
+  "CONNECTION LIMIT",
+  "VALID UNTIL",
+  "SYSID",
+  "USER",
+  "ROLE",
+  "ADMIN",
+  "IN ROLE",
+  "IN GROUP",
+]);
+
+/**
+ * Whether `name`, written bare, lacks the value Postgres requires after it. A database option is
+ * always `name value` (one word, or `CONNECTION LIMIT`); a longer name such as `TEMPLATE
+ * template0` carries its own value.
+ */
+function needsValue(kind: "role" | "database", name: string): boolean {
+  const upper = name.toUpperCase();
+  if (kind === "role") return ROLE_OPTIONS_WITH_VALUE.has(upper);
+  return !upper.includes(" ") || upper === "CONNECTION LIMIT";
+}
+
+function optionsProblem(
+  kind: "role" | "database",
+  path: string,
+  options: GenericOptions,
+): string | null {
   for (const [j, o] of (options ?? []).entries()) {
     if (!OPTION_NAME.test(o.name)) {
       return `${path}.options[${j}].name: invalid option name ${JSON.stringify(o.name)}, expected keywords separated by spaces`;
+    }
+    if (o.value === null && needsValue(kind, o.name)) {
+      return `${path}.options[${j}].value: ${kind} option ${JSON.stringify(o.name)} needs a value, got null`;
     }
     if (o.value !== null && o.vartype === "integer" && !/^[+-]?[0-9]+$/.test(o.value)) {
       return `${path}.options[${j}].value: invalid integer value ${JSON.stringify(o.value)}`;
@@ -60,13 +96,13 @@ export function catalogNameProblem(spec: ComputeSpec): string | null {
     }
   }
   for (const [i, role] of spec.cluster.roles.entries()) {
-    const p = optionsProblem(`spec.cluster.roles[${i}]`, role.options);
+    const p = optionsProblem("role", `spec.cluster.roles[${i}]`, role.options);
     if (p) return p;
   }
   for (const [i, db] of spec.cluster.databases.entries()) {
     const p =
       nameProblem(`spec.cluster.databases[${i}].owner`, db.owner) ??
-      optionsProblem(`spec.cluster.databases[${i}]`, db.options);
+      optionsProblem("database", `spec.cluster.databases[${i}]`, db.options);
     if (p) return p;
   }
   for (const [i, op] of (spec.delta_operations ?? []).entries()) {

@@ -1,6 +1,6 @@
 // The start path: PGDATA, Postgres, and the primary's configuration. Reconfiguring a running
 // compute rewrites the configuration and reloads it.
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import type { ParsedSpec } from "../api/parsed-spec.ts";
@@ -19,6 +19,7 @@ import { resizeSwap, setDiskQuota } from "../sidecars/neonvm.ts";
 import { catalogUpdatesSkipped } from "../spec/apply.ts";
 import { inSpan } from "../tracing/index.ts";
 import { elapsedMs, nowMicros } from "../util/clock.ts";
+import { replaceFile } from "../util/fs-write.ts";
 import { applySpec } from "./apply.ts";
 import type { ComputeEnv } from "./env.ts";
 import { databricksEnv } from "./lakebase.ts";
@@ -181,7 +182,7 @@ async function writeCheckedConf(env: ComputeEnv, pspec: ParsedSpec): Promise<voi
   await writeConf(env, pspec);
   const errors = await configFileErrors(env.params.connstr);
   if (errors.length === 0) return;
-  if (previous !== null) await writeFile(path, previous);
+  if (previous !== null) await replaceFile(path, previous);
   const more = errors.length > 1 ? ` (and ${errors.length - 1} more)` : "";
   throw new Error(`Postgres rejects the new configuration: ${errors[0]}${more}`);
 }

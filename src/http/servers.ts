@@ -9,6 +9,7 @@ import type { RemoteExtensions } from "../extensions/remote.ts";
 import type { LfcManager } from "../lfc/manager.ts";
 import { log } from "../log.ts";
 import type { Metrics } from "../metrics/registry.ts";
+import { knobs } from "../testing-knobs.ts";
 import { authGuard, createHttpApp, type HttpServer, listen } from "./app.ts";
 import { createAuthorizer } from "./auth.ts";
 import { buildOpenApiDocument, documentOrder, type RouteDoc, registeredRoutes } from "./openapi.ts";
@@ -22,6 +23,7 @@ import { grantsRoutes } from "./routes/grants.ts";
 import { insightsRoutes } from "./routes/insights.ts";
 import { livenessProbeRoutes, refreshConfigurationRoutes } from "./routes/lakebase.ts";
 import { lfcRoutes } from "./routes/lfc.ts";
+import { memoryProbeRoutes } from "./routes/memory-probe.ts";
 import { metricsJsonRoutes, prometheusRoutes } from "./routes/metrics.ts";
 import { openapiRoutes } from "./routes/openapi.ts";
 import { promoteRoutes } from "./routes/promote.ts";
@@ -81,10 +83,13 @@ export function internalApp(ctx: ServerContext) {
     .use(extensionsRoutes({ connstr, state: ctx.state }))
     .use(extensionServerRoutes({ remote: ctx.remote, pspec: () => ctx.lifecycle.spec }))
     .use(refreshConfigurationRoutes({ lifecycle: ctx.lifecycle, metrics: ctx.metrics }))
-    .use(failpointsRoutes());
+    .use(failpointsRoutes())
+    .use(memoryProbeRoutes(knobs.memoryProbe));
 }
 
 let documented: Promise<{ routes: RouteDoc[]; document: object }> | undefined;
+/** The apps startHttpServers serves: the document describes them when it is first asked for. */
+let served: { external: AnyElysia; internal: AnyElysia } | undefined;
 
 /**
  * Every route both servers register, with its description, in the document's order, and the
@@ -94,7 +99,9 @@ let documented: Promise<{ routes: RouteDoc[]; document: object }> | undefined;
 export function documentedRoutes(
   ctx: ServerContext,
 ): Promise<{ routes: RouteDoc[]; document: object }> {
+  const apps = served;
   documented ??= (async () => {
+    if (apps) return describe(apps.external, apps.internal);
     // Without keys: the authorizer is built again here, and a bad key would be reported twice.
     const docCtx: ServerContext = { ...ctx, jwks: null, instanceIdBypass: false };
     return describe(await externalApp(docCtx), internalApp(docCtx));
@@ -124,8 +131,10 @@ export async function startHttpServers(
 ): Promise<{ external: HttpServer; internal: HttpServer }> {
   const externalRoutes = await externalApp(ctx);
   const internalRoutes = internalApp(ctx);
-  // The served apps describe themselves: no second wiring on the first GET /openapi.json.
-  documented ??= Promise.resolve(describe(externalRoutes, internalRoutes));
+  // The served apps describe themselves: no second wiring on the first GET /openapi.json. The
+  // document is built then, not here: it is off the start path, and a compute that is never asked
+  // for it does not hold it.
+  served = { external: externalRoutes, internal: internalRoutes };
   const external = await listen(externalRoutes, ctx.params.externalHttpPort);
   try {
     const internal = await listen(internalRoutes, ctx.params.internalHttpPort);

@@ -1,7 +1,7 @@
 // postgresql.conf rendering: the reference's `write_postgres_conf`, line for line.
 // Rendering is a pure function of its inputs so that the exact text can be
 // pinned by hand-written goldens; the file write and the /proc read are separate small effects.
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { CONF_NAME_RE, isConfValueToken } from "../api/conf-syntax.ts";
 import { findSetting, type ParsedSpec } from "../api/parsed-spec.ts";
@@ -16,6 +16,7 @@ import {
   staticModeLsn,
   type TlsConfig,
 } from "../api/spec.ts";
+import { replaceFile } from "../util/fs-write.ts";
 import { TMP_OVERRIDE_FILE } from "./files.ts";
 
 export interface ConfInputs {
@@ -285,10 +286,10 @@ export function renderPostgresConf(inputs: ConfInputs): string {
   return out.map((l) => `${l}\n`).join("");
 }
 
-/** Creates or truncates `<pgdata>/postgresql.conf` and writes the rendered text. */
+/** Writes the rendered text as `<pgdata>/postgresql.conf`, replacing the old file whole (never cut short by a full disk). */
 export async function writePostgresConf(pgdata: string, inputs: ConfInputs): Promise<void> {
   const text = renderPostgresConf(inputs);
-  await writeFile(join(pgdata, "postgresql.conf"), text);
+  await replaceFile(join(pgdata, "postgresql.conf"), text);
 }
 
 /** /proc/sys/vm/overcommit_memory, or null off Linux or when it cannot be read. */

@@ -4,7 +4,7 @@ import { type FSWatcher, watch } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { log } from "../log.ts";
+import { log, writeRaw } from "../log.ts";
 import { environment, pgKnobs } from "../testing-knobs.ts";
 import { spawnChild } from "../util/spawn.ts";
 import { forwardPostgresLogs } from "./log-forwarder.ts";
@@ -56,7 +56,12 @@ export interface SpawnPostgresOptions {
 /** The running postmaster and the forwarding of its stderr (resolves once stderr closes). */
 export type PostgresProcess = Subprocess<"ignore", "inherit", "pipe"> & {
   logsDone: Promise<void>;
+  /** The message of the last FATAL or PANIC record Postgres logged, if any. */
+  lastFatal(): string | null;
 };
+
+/** `FATAL:  could not write lock file "postmaster.pid": No space left on device` in a record. */
+const FATAL_RECORD = /\b((?:FATAL|PANIC):\s+[^\u200B\n]*)/;
 
 /**
  * Starts `<pgbin> -D <pgdata>`. stdout is inherited and stderr is forwarded as `PG:` lines, as in
@@ -75,8 +80,15 @@ export function spawnPostgres(opts: SpawnPostgresOptions): PostgresProcess {
   });
   opts.children.add("postgres", proc);
   log.info("started postgres", { pid: proc.pid, pgdata: opts.pgdata });
-  const logsDone = forwardPostgresLogs(proc.stderr, opts.writeLog ? { write: opts.writeLog } : {});
-  return Object.assign(proc, { logsDone });
+  const sink = opts.writeLog ?? writeRaw;
+  let lastFatal: string | null = null;
+  const write = (line: string) => {
+    const m = FATAL_RECORD.exec(line);
+    if (m) lastFatal = (m[1] as string).trimEnd();
+    sink(line);
+  };
+  const logsDone = forwardPostgresLogs(proc.stderr, { write });
+  return Object.assign(proc, { logsDone, lastFatal: () => lastFatal });
 }
 
 /** The exit code the reference reports: the code, or -1 when a signal ended the process. */
@@ -105,7 +117,8 @@ async function pidFileStatus(pidPath: string): Promise<string | null> {
 const POLL_MS = 100;
 
 export interface WaitForPostgresOptions {
-  proc: Subprocess;
+  /** With `logsDone` and `lastFatal` (a PostgresProcess), an early exit names Postgres's error. */
+  proc: Subprocess & Partial<Pick<PostgresProcess, "logsDone" | "lastFatal">>;
   pgdata: string;
   /** Default 60 s (knob COMPUTE_CTL_TESTING_PG_READY_TIMEOUT_MS). */
   timeoutMs?: number;
@@ -142,9 +155,7 @@ export async function waitForPostgres(opts: WaitForPostgresOptions): Promise<voi
 
   try {
     for (;;) {
-      if (hasExited(proc)) {
-        throw new Error(`Postgres exited unexpectedly with code ${exitCodeOf(proc)}`);
-      }
+      if (hasExited(proc)) throw await earlyExit(proc, pgdata);
       const status = await pidFileStatus(pidPath);
       if (status === "ready") break;
       if (performance.now() - startedAt >= timeoutMs) {
@@ -171,6 +182,20 @@ export async function waitForPostgres(opts: WaitForPostgresOptions): Promise<voi
     watcher?.close();
   }
   log.info("PostgreSQL is now running, continuing to configure it");
+}
+
+/**
+ * `Postgres exited unexpectedly with code N`, caused by the last FATAL or PANIC Postgres logged
+ * (its stderr read to the end, for at most a second) with the data directory, since Postgres names
+ * files relative to it: `FATAL:  could not write lock file "postmaster.pid": No space left on
+ * device (PGDATA /path)`.
+ */
+async function earlyExit(proc: WaitForPostgresOptions["proc"], pgdata: string): Promise<Error> {
+  const message = `Postgres exited unexpectedly with code ${exitCodeOf(proc)}`;
+  if (proc.logsDone) await Promise.race([proc.logsDone, Bun.sleep(1_000)]);
+  const fatal = proc.lastFatal?.();
+  if (!fatal) return new Error(message);
+  return new Error(message, { cause: new Error(`${fatal} (PGDATA ${pgdata})`) });
 }
 
 const PG_CTL_TIMEOUT_MS = 60_000;

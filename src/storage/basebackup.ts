@@ -9,6 +9,7 @@
 import { formatOneLine, withContext } from "../errors.ts";
 import { log } from "../log.ts";
 import { environment, peerKnobs } from "../testing-knobs.ts";
+import { isDiskFull } from "../util/fs-write.ts";
 import { openGrpcBasebackup, type PageApiTarget } from "./page-api/client.ts";
 import { type ConnectOptions, PqConnection, parseConnstring } from "./pq.ts";
 import { extractTarGz } from "./untar.ts";
@@ -145,7 +146,8 @@ export interface BasebackupMetrics {
 
 /**
  * Fetches and unpacks the basebackup, retrying like the reference: `retries` more tries after
- * the first (10, i.e. 11 in all), sleeping 500 ms then ×1.5 each time. PGDATA is not cleaned
+ * the first (10, i.e. 11 in all), sleeping 500 ms then ×1.5 each time; a full disk (ENOSPC,
+ * EDQUOT) fails at once. PGDATA is not cleaned
  * between tries; a later one extracts over the partial tree. The final error has the context
  * `failed to get basebackup@<lsn>` and the last attempt's error as its cause.
  */
@@ -173,7 +175,10 @@ export async function getBasebackup(opts: {
       );
       return { ...m, attempts: attempt + 1 };
     } catch (err) {
-      if (attempt >= retries) throw withContext(`failed to get basebackup@${opts.lsn}`, err);
+      // A full disk stays full: no retry (the reference retries it like a network error).
+      if (attempt >= retries || isDiskFull(err)) {
+        throw withContext(`failed to get basebackup@${opts.lsn}`, err);
+      }
       // Same text and 0-based count as the reference: "(attempt 0/10)" follows the first failure.
       // One line, so the attempts can be grepped and timed (the reference logs a multi-line chain).
       log.warn(`Failed to get basebackup: ${formatOneLine(err)} (attempt ${attempt}/${retries})`);

@@ -17,6 +17,7 @@ import {
 } from "node:fs";
 import { chmod, lstat, mkdir } from "node:fs/promises";
 import { join } from "node:path";
+import { withPath } from "../util/fs-write.ts";
 import {
   applyMeta,
   BLOCK,
@@ -215,7 +216,12 @@ class Extractor {
     if (e?.kind === "file") {
       let done = 0;
       while (done < n) {
-        const bytesWritten = writeSync(e.fd, chunk, off + done, n - done, e.pos);
+        let bytesWritten: number;
+        try {
+          bytesWritten = writeSync(e.fd, chunk, off + done, n - done, e.pos);
+        } catch (err) {
+          throw withPath(err, join(this.dest, ...safeComponents(e.name)));
+        }
         if (bytesWritten <= 0) throw new Error(`short write to ${e.name}`);
         done += bytesWritten;
         e.pos += bytesWritten;

@@ -167,6 +167,23 @@ describe("the error surface", () => {
     );
   });
 
+  test("400 naming the JSON path for a role option that needs a value sent with null", async () => {
+    const spec = minimalSpec();
+    (spec.cluster as Record<string, unknown>).roles = [
+      { name: "r", options: [{ name: "VALID UNTIL", value: null, vartype: "string" }] },
+    ];
+    const r = await compute.post(
+      "/configure",
+      token,
+      json({ spec, compute_ctl_config: { jwks: { keys: [] } } }),
+    );
+    expect(r.status).toBe(400);
+    expect((await jsonOf(r)).error).toContain(
+      'spec.cluster.roles[0].options[0].value: role option "VALID UNTIL" needs a value, got null',
+    );
+    expect((await jsonOf(await compute.get("/status", token))).status).toBe("empty");
+  });
+
   test("400 for a bad terminate mode", async () => {
     const r = await compute.post("/terminate?mode=slow", token);
     expect(r.status).toBe(400);

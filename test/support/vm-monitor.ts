@@ -9,7 +9,7 @@ import { startCompute } from "./compute.ts";
 import { ed25519Key, jwks } from "./jwt.ts";
 import { freePort } from "./ports.ts";
 import { collectStream, makeUserDir, type StreamBuffer, spawnAs, waitFor } from "./proc.ts";
-import { startLocalStack } from "./stack.ts";
+import { type StackOptions, startLocalStack } from "./stack.ts";
 import { FAST, type Started } from "./started.ts";
 
 const GiB = 1024 ** 3;
@@ -83,8 +83,12 @@ export async function startAutoscaling(opts: {
   spec?: Record<string, unknown>;
   autoscaling?: string;
   vmMonitorPort?: number;
+  /** The basebackup template (e.g. stand-in SQL baked in); default the plain one. */
+  template?: StackOptions["template"];
+  /** More compute_ctl environment. */
+  env?: Record<string, string>;
 }): Promise<AutoscalingCompute> {
-  const stack = await startLocalStack({ spec: opts.spec });
+  const stack = await startLocalStack({ spec: opts.spec, template: opts.template });
   // Placeholders for the neon extension's file-cache GUCs (the extension is not loaded here).
   const settings = (stack.spec.cluster as { settings: unknown[] }).settings;
   settings.push(
@@ -105,6 +109,7 @@ export async function startAutoscaling(opts: {
       AUTOSCALING: opts.autoscaling ?? "1",
       COMPUTE_CTL_TESTING_HOST_ROOT: host.root,
       PATH: `${shims}:${process.env.PATH}`,
+      ...opts.env,
     },
     args: [
       "--vm-monitor-addr",

@@ -108,6 +108,65 @@ describe("catalog names in the spec", () => {
       },
       'spec.cluster.roles[0].options[0].value: invalid integer value "off"',
     ],
+    [
+      "a role option that needs a value sent with null (the reference writes it bare: a syntax error half-way through the apply)",
+      {
+        cluster: {
+          roles: [
+            { name: "a", options: [{ name: "LOGIN", value: null, vartype: "bool" }] },
+            {
+              name: "b",
+              options: [
+                { name: "SUPERUSER", value: null, vartype: "bool" },
+                { name: "CONNECTION LIMIT", value: null, vartype: "integer" },
+              ],
+            },
+          ],
+        },
+      },
+      'spec.cluster.roles[1].options[1].value: role option "CONNECTION LIMIT" needs a value, got null',
+    ],
+    [
+      "a role option that needs a value, in lower case, sent with null",
+      {
+        cluster: {
+          roles: [
+            { name: "a", options: [{ name: "valid until", value: null, vartype: "string" }] },
+          ],
+        },
+      },
+      'spec.cluster.roles[0].options[0].value: role option "valid until" needs a value, got null',
+    ],
+    [
+      "a database option sent with null (every CREATE DATABASE option takes a value)",
+      {
+        cluster: {
+          databases: [
+            {
+              name: "d",
+              owner: "cloud_admin",
+              options: [{ name: "TEMPLATE", value: null, vartype: "enum" }],
+            },
+          ],
+        },
+      },
+      'spec.cluster.databases[0].options[0].value: database option "TEMPLATE" needs a value, got null',
+    ],
+    [
+      "a database's CONNECTION LIMIT sent with null",
+      {
+        cluster: {
+          databases: [
+            {
+              name: "d",
+              owner: "cloud_admin",
+              options: [{ name: "CONNECTION LIMIT", value: null, vartype: "integer" }],
+            },
+          ],
+        },
+      },
+      'spec.cluster.databases[0].options[0].value: database option "CONNECTION LIMIT" needs a value, got null',
+    ],
   ];
   for (const [what, patch, message] of refused) {
     test(`refused: ${what}`, () => {
@@ -134,5 +193,30 @@ describe("catalog names in the spec", () => {
       delta_operations: [{ action: "something_new", name: "" }],
     });
     expect(parseSpec(spec).spec.cluster.roles.length).toBe(3);
+  });
+
+  test("accepted: null values for role keywords that take none, and for names that carry their value", () => {
+    const spec = specWith({
+      cluster: {
+        roles: [
+          {
+            name: "a",
+            options: [
+              { name: "SUPERUSER", value: null, vartype: "bool" },
+              { name: "NOINHERIT", value: null, vartype: "bool" },
+              { name: "IN ROLE pg_monitor", value: null, vartype: "string" },
+            ],
+          },
+        ],
+        databases: [
+          {
+            name: "d",
+            owner: "a",
+            options: [{ name: "IS_TEMPLATE false", value: null, vartype: "bool" }],
+          },
+        ],
+      },
+    });
+    expect(parseSpec(spec).spec.cluster.roles[0]?.options?.length).toBe(3);
   });
 });

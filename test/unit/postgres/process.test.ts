@@ -199,8 +199,16 @@ describe.skipIf(!hasRealPg)("spawnPostgres + waitForPostgres (real Postgres 15)"
       }),
     );
     const started = performance.now();
-    await expect(waitForPostgres({ proc, pgdata, timeoutMs: 30_000 })).rejects.toThrow(
-      /^Postgres exited unexpectedly with code 1$/,
+    const err = await waitForPostgres({ proc, pgdata, timeoutMs: 30_000 }).then(
+      () => null,
+      (e: Error) => e,
+    );
+    expect(err?.message).toBe("Postgres exited unexpectedly with code 1");
+    // Caused by Postgres's own last FATAL, with the directory it names files relative to.
+    expect((err?.cause as Error | undefined)?.message).toMatch(
+      new RegExp(
+        `^FATAL:  configuration file ".*postgresql.conf" contains errors \\(PGDATA ${pgdata}\\)$`,
+      ),
     );
     expect(performance.now() - started).toBeLessThan(10_000);
     await proc.logsDone;

@@ -360,6 +360,13 @@ async function killAt(s: Started, i: number, moment: Moment): Promise<Outcome> {
   } else expect(code, `${where}\n${log()}`).toBe(1);
   await watcher;
   console.log(`${where}: exit ${code ?? s.compute.proc.signalCode} after ${exitMs} ms`);
+  if (exitMs > 3_000) {
+    // Slow: what compute_ctl did between the kill and its exit.
+    const after = s.compute.stderr.text
+      .split("\n")
+      .filter((l) => lineTime(l) >= killedAtWall && !/ INFO request\{/.test(l));
+    console.log(`${where}: log after the kill:\n${after.join("\n").slice(-4000)}`);
+  }
 
   await waitFor(() => processesUsing(s.stack.pgdata).length === 0 && alive(before).length === 0, {
     what: "nothing of the run left",

@@ -10,7 +10,6 @@ import type { Params } from "./config/params.ts";
 import { ConfigError, formatOneLine } from "./errors.ts";
 import { RemoteExtensions } from "./extensions/remote.ts";
 import { initFailpoints } from "./failpoints.ts";
-import { startHttpServers } from "./http/servers.ts";
 import { LfcManager } from "./lfc/manager.ts";
 import { configureLogging, log } from "./log.ts";
 import { createMetrics, type Metrics } from "./metrics/registry.ts";
@@ -83,6 +82,7 @@ async function startTracing(): Promise<void> {
  * exists, the child registry is closed directly.
  */
 export async function run(params: Params, marks: { parsedAt?: number } = {}): Promise<number> {
+  const loadedAt = performance.now();
   configureLogging({
     level: params.logLevel,
     format: params.logFormat,
@@ -94,6 +94,7 @@ export async function run(params: Params, marks: { parsedAt?: number } = {}): Pr
   if (marks.parsedAt !== undefined) {
     log.debug("start phase flags_parsed", { at: isoAt(marks.parsedAt) });
   }
+  log.debug("start phase modules_loaded", { at: isoAt(loadedAt) });
   log.info(`compute build_tag: ${BUILD_TAG}`);
   const notifier = await openNotifySocket();
   await startTracing();
@@ -173,10 +174,14 @@ async function runCompute(
       throw new ConfigError("invalid FAILPOINTS", { cause: err });
     }
     const tools = resolvePgTools(params.pgbin);
+    // pg_config runs while the configuration is read (the reference reads the configuration
+    // first); its failure is still the one reported when both fail.
+    const acquired = acquireConfig(params, metrics);
+    acquired.catch(() => {});
     const pgVersion = await pgMajorVersion(tools.pgConfig);
     log.info(`postgres version ${pgVersion}`, { pgbin: tools.postgres });
 
-    const config = await acquireConfig(params, metrics);
+    const config = await acquired;
     let pspec = null;
     if (config.spec) {
       try {
@@ -202,8 +207,18 @@ async function runCompute(
       metrics,
       timings: state.timings,
     });
+    // The HTTP servers start once the start is past its local preparation (see StartHooks): the
+    // basebackup is then being fetched, or the start waits on something slow.
+    const serversGo = Promise.withResolvers<void>();
+    const serversUp = Promise.withResolvers<void>();
     const lifecycle = new Lifecycle(
       {
+        startHooks: {
+          startWaiting: () => serversGo.resolve(),
+          // `running` is declared only once the API is up; when the servers failed, never (the
+          // failure ends the process).
+          beforeRunning: () => serversUp.promise,
+        },
         remote,
         params,
         tools,
@@ -231,22 +246,49 @@ async function runCompute(
       () => rereadSpec(params, metrics),
     );
     hooks.onLifecycle(lifecycle);
-    await startHttpServers({
-      params,
-      state,
-      metrics,
-      lifecycle,
-      lfc,
-      remote,
-      pgDump: tools.pgDump,
-      pgIsready: tools.pgIsready,
-      jwks: config.jwks,
-      instanceIdBypass: environment.instanceIdSet(),
+    const servers = serversGo.promise.then(async () => {
+      const { startHttpServers } = await import("./http/servers.ts");
+      return startHttpServers({
+        params,
+        state,
+        metrics,
+        lifecycle,
+        lfc,
+        remote,
+        pgDump: tools.pgDump,
+        pgIsready: tools.pgIsready,
+        jwks: config.jwks,
+        instanceIdBypass: environment.instanceIdSet(),
+      });
     });
-    const code = await Promise.race([lifecycle.run(), lifecycle.forcedExit]);
+    void servers.then(
+      () => serversUp.resolve(),
+      () => {},
+    );
+    if (!pspec) {
+      // Nothing happens until /configure arrives: the servers come first.
+      serversGo.resolve();
+      await servers;
+    } else {
+      // The start ended before it reached the point where the servers start: they serve its
+      // outcome (`failed`, most likely) all the same.
+      void state.waitFor(["running", "failed"]).then(() => serversGo.resolve());
+    }
+    const serversFailed = servers.then(
+      () => new Promise<never>(() => {}),
+      (err) => ({ serversFailed: err as unknown }),
+    );
+    const outcome = await Promise.race([lifecycle.run(), lifecycle.forcedExit, serversFailed]);
+    if (typeof outcome !== "number") {
+      // The compute cannot be operated without its API: the start stops here, and every child
+      // (a Postgres already started, say) is stopped; none may be spawned from now on.
+      log.error(`compute_ctl failed: ${formatOneLine(outcome.serversFailed)}`);
+      await children.close(knobs.childGraceMs);
+      return 1;
+    }
     // A forced exit leaves run() where it was: stop what compute_ctl started before leaving.
     await children.close(knobs.childGraceMs);
-    return code;
+    return outcome;
   } catch (err) {
     if (err instanceof ConfigError) {
       log.error(formatOneLine(err));

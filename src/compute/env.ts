@@ -10,6 +10,21 @@ import type { Sidecars } from "../sidecars/sidecars.ts";
 import type { Children } from "./children.ts";
 import type { ComputeState } from "./state.ts";
 
+/**
+ * Moments of the start that run.ts schedules work on, so that what the start does not need (the
+ * HTTP servers) does not run before it.
+ */
+export interface StartHooks {
+  /**
+   * The start is past its local preparation (PGDATA is wiped) or is about to wait on something
+   * slow (an earlier postmaster stopping, an in-place removal): deferred work may begin. Called
+   * at least once per start that gets this far; extra calls are harmless.
+   */
+  startWaiting(): void;
+  /** Awaited before the status becomes `running`: what must be up by then. */
+  beforeRunning(): Promise<void>;
+}
+
 /** Fixed for the life of the process: what changes lives in ComputeState. */
 export interface ComputeEnv {
   readonly params: Params;
@@ -33,4 +48,6 @@ export interface ComputeEnv {
   readonly tls: TlsConfig | null;
   /** pgbouncer, local_proxy, rsyslog and the other neighbours in the compute image. */
   readonly sidecars: Sidecars;
+  /** See StartHooks; absent, nothing is deferred. */
+  readonly startHooks?: StartHooks;
 }

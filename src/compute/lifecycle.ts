@@ -176,6 +176,7 @@ export class Lifecycle {
           }),
         { parent: this.#configureSpan ?? startupTraceParent() },
       );
+      await this.env.startHooks?.beforeRunning();
       clearTimeout(guard);
       if (this.#exitCode !== null) return this.#exitCode;
       state.set("running");

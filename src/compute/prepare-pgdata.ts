@@ -23,6 +23,7 @@ import { inSpan } from "../tracing/index.ts";
 import { elapsedMs } from "../util/clock.ts";
 import type { ComputeEnv } from "./env.ts";
 import { prepareDatabricksPgdata } from "./lakebase.ts";
+import { discardPgdata } from "./old-pgdata.ts";
 
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(
@@ -32,20 +33,27 @@ async function exists(path: string): Promise<boolean> {
 }
 
 /**
- * `rm -rf` then a NON-recursive mkdir (the parent must exist) and mode 0700. A postmaster still
+ * `rm -rf` (the old directory is moved aside and deleted in the background, see old-pgdata.ts)
+ * then a NON-recursive mkdir (the parent must exist) and mode 0700. `onSlowPath` is called
+ * before a step that can take long (stopping an earlier postmaster, an in-place removal). A postmaster still
  * running on the old PGDATA (left by an earlier compute_ctl) is stopped first. In lakebase mode a
  * failed mkdir is ignored, as the reference does for a data directory mounted ahead of time; a
  * real problem then shows in the chmod or later in Postgres.
  */
-export async function createPgdata(pgdata: string, lakebase = false): Promise<void> {
+export async function createPgdata(
+  pgdata: string,
+  lakebase = false,
+  onSlowPath: () => void = () => {},
+): Promise<void> {
   const stale = await findStalePostmaster(pgdata);
   if (stale) {
+    onSlowPath();
     log.warn(
       `a postmaster from an earlier run (pid ${stale.pid}) is still running on ${pgdata}: stopping it`,
     );
     await stopStalePostmaster(stale);
   }
-  await rm(pgdata, { recursive: true, force: true }).catch(() => {});
+  await discardPgdata(pgdata, onSlowPath);
   try {
     await mkdir(pgdata);
   } catch (err) {
@@ -209,8 +217,10 @@ export async function fixupPgdata(
 
 export async function preparePgdata(env: ComputeEnv, pspec: ParsedSpec): Promise<void> {
   const { pgdata } = env.params;
-  await createPgdata(pgdata, env.params.lakebaseMode);
+  const waiting = () => env.startHooks?.startWaiting();
+  await createPgdata(pgdata, env.params.lakebaseMode, waiting);
   log.debug("start phase pgdata_wiped");
+  waiting();
   await writeConf(env, pspec);
   log.debug("start phase conf_written");
   const lsn = await selectLsn(env, pspec);

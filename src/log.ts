@@ -29,17 +29,25 @@ const LEVEL_LABEL: Record<number, string> = {
 
 /** RFC 3339 UTC with exactly six fractional digits and `Z`. */
 export function formatMicros(micros: number): string {
-  const second = Math.floor(micros / 1_000_000);
-  if (second !== cachedSecond) {
-    // 2025-07-31T12:00:00.123Z -> 2025-07-31T12:00:00, once per second of log lines.
-    cachedSecondText = new Date(second * 1000).toISOString().slice(0, 19);
-    cachedSecond = second;
+  const ms = Math.floor(micros / 1000);
+  if (ms !== cachedMs) {
+    const second = Math.floor(ms / 1000);
+    if (second !== cachedSecond) {
+      // 2025-07-31T12:00:00.123Z -> 2025-07-31T12:00:00, once per second of log lines.
+      cachedSecondText = new Date(second * 1000).toISOString().slice(0, 19);
+      cachedSecond = second;
+    }
+    cachedMsText = `${cachedSecondText}.${DIGITS3[ms - second * 1000]}`;
+    cachedMs = ms;
   }
-  const frac = String(1_000_000 + (micros - second * 1_000_000)).slice(1);
-  return `${cachedSecondText}.${frac}Z`;
+  return `${cachedMsText}${DIGITS3[Math.floor(micros - ms * 1000)]}Z`;
 }
 let cachedSecond = Number.NaN;
 let cachedSecondText = "";
+let cachedMs = Number.NaN;
+let cachedMsText = "";
+/** "000" … "999". */
+const DIGITS3 = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, "0"));
 
 function fieldValue(v: unknown): string {
   if (typeof v === "string") return /[\s"]/.test(v) || v === "" ? JSON.stringify(v) : v;
@@ -82,34 +90,72 @@ interface Sink {
   write(text: string): void;
 }
 
-let sink: Sink = { write: (t) => process.stderr.write(t) };
-let format: LogFormat = "text";
+/**
+ * stderr, written once per turn of the event loop: the lines logged during one turn (the access
+ * log lines of every request answered in it, a burst of Postgres output) are joined and written
+ * with one call at the end of the turn (setImmediate), in the order they were logged. Nothing is
+ * held longer than that turn: more than STDERR_BUFFER_MAX pending characters are written at once,
+ * and the process's `exit` event (process.exit, the end of the event loop, the exit after an
+ * uncaught exception) writes what is pending, so only a SIGKILL can lose lines, and only those of
+ * the turn it interrupts.
+ */
+class StderrSink implements Sink {
+  #pending = "";
+  #scheduled = false;
+  readonly #flush = () => this.flush();
 
-/** One log event: its level number, span chain and arguments. */
-interface LogObject {
-  level: number;
-  tag: string;
-  args: [string, Fields | undefined];
+  constructor() {
+    process.on("exit", this.#flush);
+  }
+
+  write(text: string): void {
+    this.#pending += text;
+    if (this.#pending.length > STDERR_BUFFER_MAX) this.flush();
+    else if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(this.#flush);
+    }
+  }
+
+  flush(): void {
+    this.#scheduled = false;
+    if (this.#pending === "") return;
+    const text = this.#pending;
+    this.#pending = "";
+    process.stderr.write(text);
+  }
 }
 
-function render(obj: LogObject): string {
-  const args = obj.args as [string, Fields | undefined];
-  const message = args[0] ?? "";
-  const fields = args[1] ?? {};
-  const level = LEVEL_LABEL[obj.level] ?? "INFO";
+const STDERR_BUFFER_MAX = 64 * 1024;
+
+let sink: Sink = new StderrSink();
+let format: LogFormat = "text";
+
+/** A logger's span chain, and its text-format line head (escaped once, on first use). */
+interface Tag {
+  readonly text: string;
+  head: string | undefined;
+}
+
+function render(lvl: number, tag: Tag, message: string, fields: Fields | undefined): string {
+  const level = LEVEL_LABEL[lvl] ?? "INFO";
   const ts = formatMicros(nowMicros());
   if (format === "json") {
     const line: Record<string, unknown> = { timestamp: ts, level, message };
-    if (obj.tag) line.span = obj.tag;
-    for (const [k, v] of Object.entries(fields)) line[k] = v instanceof Error ? v.message : v;
+    if (tag.text) line.span = tag.text;
+    if (fields) {
+      for (const [k, v] of Object.entries(fields)) line[k] = v instanceof Error ? v.message : v;
+    }
     return `${JSON.stringify(line)}\n`;
   }
-  let text = obj.tag ? `${obj.tag}: ${message}` : message;
+  // Escaping is character by character, so the span chain's part is escaped once per logger.
+  tag.head ??= tag.text ? escapeControls(`${tag.text}: `) : "";
+  let text = message;
   for (const k in fields) {
     const v = fields[k];
     if (v !== undefined) text += ` ${k}=${fieldValue(v)}`;
   }
-  return `${ts} ${PADDED_LABEL[level] ?? level.padStart(5)} ${escapeControls(text)}\n`;
+  return `${ts} ${PADDED_LABEL[level] ?? level.padStart(5)} ${tag.head}${escapeControls(text)}\n`;
 }
 
 const PADDED_LABEL: Record<string, string> = {
@@ -216,25 +262,24 @@ export function stopFileLogs(): void {
   files = null;
 }
 
-function fileMessage(obj: LogObject): string {
-  const args = obj.args as [string, Fields | undefined];
-  const kv = Object.entries(args[1] ?? {})
+function fileMessage(message: string, fields: Fields | undefined): string {
+  const kv = Object.entries(fields ?? {})
     .filter(([, v]) => v !== undefined)
     .map(([k, v]) => ` ${k}=${fieldValue(v)}`)
     .join("");
-  return `${args[0] ?? ""}${kv}`;
+  return `${message ?? ""}${kv}`;
 }
 
 let level = LEVELS.info;
 
-function emit(lvl: number, tag: string, message: string, fields: Fields | undefined): void {
+function emit(lvl: number, tag: Tag, message: string, fields: Fields | undefined): void {
   if (lvl > level) return;
-  const obj: LogObject = { level: lvl, tag, args: [message, fields] };
-  sink.write(render(obj));
-  files?.write(LEVEL_LABEL[lvl] ?? "INFO", fileMessage(obj));
+  sink.write(render(lvl, tag, message ?? "", fields));
+  files?.write(LEVEL_LABEL[lvl] ?? "INFO", fileMessage(message, fields));
 }
 
-function wrap(tag: string): Logger {
+function wrap(text: string): Logger {
+  const tag: Tag = { text, head: undefined };
   return {
     error: (m, f) => emit(LEVELS.error, tag, m, f),
     warn: (m, f) => emit(LEVELS.warn, tag, m, f),
@@ -242,12 +287,16 @@ function wrap(tag: string): Logger {
     debug: (m, f) => emit(LEVELS.debug, tag, m, f),
     trace: (m, f) => emit(LEVELS.trace, tag, m, f),
     span: (name, f) => {
-      const inner = f
-        ? `${name}{${Object.entries(f)
-            .map(([k, v]) => `${k}=${fieldValue(v)}`)
-            .join(" ")}}`
-        : name;
-      return wrap(tag ? `${tag}:${inner}` : inner);
+      let inner = name;
+      if (f) {
+        let sep = "{";
+        for (const k in f) {
+          inner += `${sep}${k}=${fieldValue(f[k])}`;
+          sep = " ";
+        }
+        inner += sep === "{" ? "{}" : "}";
+      }
+      return wrap(text ? `${text}:${inner}` : inner);
     },
   };
 }

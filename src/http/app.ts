@@ -18,13 +18,14 @@ import { formatOneLine } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { startHttpSpan } from "../tracing/index.ts";
 import { readAllBounded } from "../util/streams.ts";
-import type { Authorizer } from "./auth.ts";
+import type { Authorizer, AuthResult } from "./auth.ts";
 import {
   type RequestInfo,
   requestIdOf,
   requestInfo,
   requestUri,
   setRequestInfo,
+  uriOfUrl,
   X_REQUEST_ID,
 } from "./request-id.ts";
 
@@ -201,7 +202,115 @@ function statusCode(status: unknown): number {
   return 200;
 }
 
-const appNames = new WeakMap<AnyElysia, { name: string; logger: Logger }>();
+interface AppMeta {
+  name: string;
+  logger: Logger;
+  index: RouteIndex;
+  requestLoggers: Map<string, Logger>;
+}
+
+const appNames = new WeakMap<AnyElysia, AppMeta>();
+
+/**
+ * Arrival of a request: its id, its `request{…}` log span, its trace span and the first access
+ * log line. Both ways of serving a request (Elysia's hooks and the hot routes) begin here.
+ */
+function beginRequest(request: Request, uri: string, meta: AppMeta): RequestInfo {
+  const method = request.method;
+  const id = requestIdOf(request);
+  const log = requestLogger(meta, method, uri);
+  const span = startHttpSpan(method, pathOf(uri), request.headers);
+  const info: RequestInfo = { id, log, start: performance.now(), span };
+  setRequestInfo(request, info);
+  log.info(`${method} ${uri}`, { request_id: id });
+  return info;
+}
+
+/** How many request loggers an app keeps for reuse before it starts over. */
+const REQUEST_LOGGERS_MAX = 256;
+
+/**
+ * The `request{method=… uri=… version=…}` logger; the same request line (the control plane's
+ * `GET /status`) gets the same logger, built once.
+ */
+function requestLogger(meta: AppMeta, method: string, uri: string): Logger {
+  const key = `${method} ${uri}`;
+  let log = meta.requestLoggers.get(key);
+  if (log === undefined) {
+    log = meta.logger.span("request", { method, uri, version: "HTTP/1.1" });
+    if (meta.requestLoggers.size >= REQUEST_LOGGERS_MAX) meta.requestLoggers.clear();
+    meta.requestLoggers.set(key, log);
+  }
+  return log;
+}
+
+/** The answer's access log line, and the end of the trace span. */
+function finishRequest(info: RequestInfo, code: number): void {
+  info.log.info("response", {
+    request_id: info.id,
+    code,
+    latency: Math.floor(performance.now() - info.start),
+  });
+  info.span?.end(code);
+}
+
+/**
+ * The answer to a failure: empty 404/405 for routing misses, `{"error": …}` otherwise, logged at
+ * ERROR where the reference logs it. `code` is Elysia's error code; undefined means Elysia's own
+ * `status(…)` throw, which Elysia answers itself.
+ */
+function failureResponse(
+  code: unknown,
+  error: unknown,
+  request: Request,
+  log: Logger,
+  index: RouteIndex,
+): Response | undefined {
+  if (code === "NOT_FOUND") {
+    const path = pathOf(requestUri(request));
+    const status = index.otherMethodServes(path, request.method) ? 405 : 404;
+    return new Response(null, { status });
+  }
+  if (error instanceof HttpError) {
+    if (error.logged) log.error(error.message);
+    return errorResponse(error.status, error.message);
+  }
+  if (code === "PARSE") {
+    // Only reachable when a handler used Elysia's `body`; keep the reference's shape anyway.
+    const message = error instanceof Error ? error.message : String(error);
+    return errorResponse(400, asciiLower(`failed to parse the request body as json: ${message}`));
+  }
+  if (code === "VALIDATION") {
+    const v = error as {
+      type: string;
+      valueError?: { path: string; message: string };
+      message: string;
+    };
+    const where = v.type;
+    const first = v.valueError;
+    const detail = first ? `${first.path || "/"}: ${first.message}` : v.message;
+    if (where === "response") {
+      log.error(`response validation failed: ${detail}`);
+      return errorResponse(500, `response validation failed: ${detail}`);
+    }
+    if (where === "body") {
+      return errorResponse(
+        422,
+        asciiLower(`Failed to deserialize the JSON body into the target type: ${detail}`),
+      );
+    }
+    const what = where === "query" ? "query string" : where;
+    return errorResponse(400, asciiLower(`Failed to deserialize ${what}: ${detail}`));
+  }
+  // Elysia's own `status(…)` thrown by a handler: leave it to Elysia.
+  if (typeof code === "number") return undefined;
+  const message = error instanceof Error ? error.message : String(error);
+  log.error(message, { error: formatOneLine(error) });
+  return errorResponse(500, message);
+}
+
+/** The hook functions of each app from createHttpApp, to tell its own hooks from others. */
+const ownHooks = new WeakMap<AnyElysia, Set<unknown>>();
 
 /**
  * An Elysia app with compute_ctl's conventions; route groups are added with `.use(group)`.
@@ -212,85 +321,57 @@ export function createHttpApp(opts: { name: "external" | "internal"; logger: Log
   // the URL on, assuming a host of at least 4 characters: `Host: x` would then 404 every route.
   const app = new Elysia({ strictPath: true, handler: { standardHostname: false } });
   const index = new RouteIndex(app);
-  appNames.set(app, opts);
+  const meta: AppMeta = { name: opts.name, logger: opts.logger, index, requestLoggers: new Map() };
+  appNames.set(app, meta);
+
+  const onRequest = ({
+    request,
+    set,
+  }: {
+    request: Request;
+    set: { headers: Record<string, unknown> };
+  }) => {
+    set.headers[X_REQUEST_ID] = beginRequest(request, requestUri(request), meta).id;
+  };
+  const onError = ({
+    code,
+    error,
+    request,
+    set,
+  }: {
+    code: unknown;
+    error: unknown;
+    request: Request;
+    set: { status?: unknown };
+  }) => {
+    const log = requestInfo(request)?.log ?? opts.logger;
+    const response = failureResponse(code, error, request, log, index);
+    if (response === undefined) return;
+    set.status = response.status;
+    return response;
+  };
+  const onAfterResponse = ({
+    request,
+    set,
+    responseValue,
+  }: {
+    request: Request;
+    set: { status?: unknown };
+    responseValue: unknown;
+  }) => {
+    const info = requestInfo(request);
+    if (!info) return;
+    finishRequest(
+      info,
+      responseValue instanceof Response ? responseValue.status : statusCode(set.status),
+    );
+  };
+  ownHooks.set(app, new Set<unknown>([onRequest, onError, onAfterResponse]));
 
   return app
-    .onRequest(({ request, set }) => {
-      const id = requestIdOf(request);
-      const uri = requestUri(request);
-      const log = opts.logger.span("request", {
-        method: request.method,
-        uri,
-        version: "HTTP/1.1",
-      });
-      const span = startHttpSpan(request.method, pathOf(uri), request.headers);
-      const info: RequestInfo = { id, log, start: performance.now(), span };
-      setRequestInfo(request, info);
-      set.headers[X_REQUEST_ID] = id;
-      log.info(`${request.method} ${uri}`, { request_id: id });
-    })
-    .onError({ as: "global" }, ({ code, error, request, set }) => {
-      const log = requestInfo(request)?.log ?? opts.logger;
-      let status: number;
-      let response: Response;
-      if (code === "NOT_FOUND") {
-        const path = pathOf(requestUri(request));
-        status = index.otherMethodServes(path, request.method) ? 405 : 404;
-        response = new Response(null, { status });
-      } else if (error instanceof HttpError) {
-        status = error.status;
-        if (error.logged) log.error(error.message);
-        response = errorResponse(status, error.message);
-      } else if (code === "PARSE") {
-        // Only reachable when a handler used Elysia's `body`; keep the reference's shape anyway.
-        status = 400;
-        response = errorResponse(
-          status,
-          asciiLower(`failed to parse the request body as json: ${error.message}`),
-        );
-      } else if (code === "VALIDATION") {
-        const where = error.type;
-        const first = error.valueError;
-        const detail = first ? `${first.path || "/"}: ${first.message}` : error.message;
-        if (where === "response") {
-          status = 500;
-          log.error(`response validation failed: ${detail}`);
-          response = errorResponse(status, `response validation failed: ${detail}`);
-        } else if (where === "body") {
-          status = 422;
-          response = errorResponse(
-            status,
-            asciiLower(`Failed to deserialize the JSON body into the target type: ${detail}`),
-          );
-        } else {
-          status = 400;
-          const what = where === "query" ? "query string" : where;
-          response = errorResponse(status, asciiLower(`Failed to deserialize ${what}: ${detail}`));
-        }
-      } else if (typeof code === "number") {
-        // Elysia's own `status(…)` thrown by a handler: leave it to Elysia.
-        return;
-      } else {
-        status = 500;
-        const message = error instanceof Error ? error.message : String(error);
-        log.error(message, { error: formatOneLine(error) });
-        response = errorResponse(status, message);
-      }
-      set.status = status;
-      return response;
-    })
-    .onAfterResponse({ as: "global" }, ({ request, set, responseValue }) => {
-      const info = requestInfo(request);
-      if (!info) return;
-      const code =
-        responseValue instanceof Response ? responseValue.status : statusCode(set.status);
-      info.log.info("response", {
-        request_id: info.id,
-        code,
-        latency: Math.floor(performance.now() - info.start),
-      });
-      info.span?.end(code);
-    });
+    .onRequest(onRequest)
+    .onError({ as: "global" }, onError)
+    .onAfterResponse({ as: "global" }, onAfterResponse);
 }
 
 /**
@@ -299,11 +380,155 @@ export function createHttpApp(opts: { name: "external" | "internal"; logger: Log
  * at ERROR, like the reference. Unknown paths and wrong methods are decided before it runs.
  */
 export function authGuard(authorize: Authorizer) {
-  // Unnamed on purpose: a named plugin is deduplicated, and each guarded group needs its own.
-  return new Elysia().onBeforeHandle({ as: "scoped" }, async ({ request }) => {
+  const guard = async ({ request }: { request: Request }) => {
     const result = await authorize(request.headers.get("authorization"));
     if (!result.ok) throw new HttpError(result.status, result.error);
-  });
+  };
+  guards.set(guard, authorize);
+  // Unnamed on purpose: a named plugin is deduplicated, and each guarded group needs its own.
+  return new Elysia().onBeforeHandle({ as: "scoped" }, guard);
+}
+
+/** Each authGuard's hook and the check it runs, for the hot routes. */
+const guards = new WeakMap<object, Authorizer>();
+
+/** A route handler that needs nothing from Elysia's context but the request. */
+export type PlainHandler = (context: { request: Request }) => Response;
+const plainHandlers = new WeakSet<PlainHandler>();
+
+/**
+ * Marks `handler` as plain: it reads nothing from Elysia's context but `request` and returns a
+ * Response synchronously. A GET route with a plain handler, a static path, no schema and no hooks
+ * but createHttpApp's and an authGuard is served without Elysia's router (see hotRoutes): the
+ * control plane polls /status several times a second, so its cost is compute_ctl's idle cost.
+ */
+export function plain(handler: PlainHandler): PlainHandler {
+  plainHandlers.add(handler);
+  return handler;
+}
+
+interface HotRoute {
+  handler: PlainHandler;
+  /** The authGuard's check, or null for an unguarded route. */
+  authorize: Authorizer | null;
+}
+
+// Per-route hook lists and schemas of Elysia's route table; any of them makes a route not hot.
+const ROUTE_EXTRAS = [
+  "start",
+  "parse",
+  "transform",
+  "afterHandle",
+  "mapResponse",
+  "trace",
+  "stop",
+  "body",
+  "headers",
+  "params",
+  "query",
+  "cookie",
+  "response",
+  "type",
+  "standaloneSchema",
+] as const;
+
+type HookEntry = { fn?: unknown } | ((...args: never[]) => unknown);
+const hookFn = (h: HookEntry) => (typeof h === "function" ? h : h.fn);
+const hookList = (v: unknown): HookEntry[] =>
+  v === undefined || v === null ? [] : Array.isArray(v) ? v : [v as HookEntry];
+
+/**
+ * The routes of `app` that can be served by `serveHot` with exactly the behaviour Elysia gives
+ * them: GET, static path, plain handler, and no hook but createHttpApp's own and at most one
+ * authGuard. Every other request goes through Elysia.
+ */
+function hotRoutes(app: AnyElysia): Map<string, HotRoute> {
+  const hot = new Map<string, HotRoute>();
+  const own = ownHooks.get(app);
+  if (!own) return hot;
+  const event = app.event as Record<string, unknown>;
+  for (const name of Object.keys(event)) {
+    // A global hook other than ours would have to run for hot routes too.
+    if (!hookList(event[name]).every((h) => own.has(hookFn(h)))) return hot;
+  }
+  const routes = app.routes as {
+    method: string;
+    path: string;
+    handler: unknown;
+    hooks?: Record<string, unknown>;
+  }[];
+  for (const r of routes) {
+    if (r.method !== "GET" || /[:*]/.test(r.path)) continue;
+    if (!plainHandlers.has(r.handler as PlainHandler)) continue;
+    const hooks = r.hooks ?? {};
+    if (ROUTE_EXTRAS.some((k) => hookList(hooks[k]).length > 0)) continue;
+    if (!hookList(hooks.request).every((h) => own.has(hookFn(h)))) continue;
+    if (!hookList(hooks.error).every((h) => own.has(hookFn(h)))) continue;
+    if (!hookList(hooks.afterResponse).every((h) => own.has(hookFn(h)))) continue;
+    const before = hookList(hooks.beforeHandle).map(hookFn);
+    if (before.length > 1) continue;
+    const authorize = before.length === 1 ? guards.get(before[0] as object) : null;
+    if (authorize === undefined) continue;
+    hot.set(r.path, { handler: r.handler as PlainHandler, authorize });
+  }
+  return hot;
+}
+
+/** The paths `app` serves without Elysia (for tests). */
+export function hotPaths(app: AnyElysia): string[] {
+  return [...hotRoutes(app).keys()];
+}
+
+/**
+ * A hot route's request, with the middleware Elysia would run for it, in the same order: the
+ * arrival line, the authGuard, the handler, the failure mapping, the request id header, the
+ * answer line.
+ */
+function serveHot(
+  route: HotRoute,
+  request: Request,
+  uri: string,
+  meta: AppMeta,
+): Response | Promise<Response> {
+  const info = beginRequest(request, uri, meta);
+  if (route.authorize === null) return answerHot(route, request, info, null, meta);
+  let auth: AuthResult | Promise<AuthResult>;
+  try {
+    auth = route.authorize(request.headers.get("authorization"));
+  } catch (err) {
+    return answerHot(route, request, info, err, meta);
+  }
+  if (auth instanceof Promise) {
+    return auth.then(
+      (a) => answerHot(route, request, info, authFailure(a), meta),
+      (err) => answerHot(route, request, info, err, meta),
+    );
+  }
+  return answerHot(route, request, info, authFailure(auth), meta);
+}
+
+function authFailure(result: AuthResult): HttpError | null {
+  return result.ok ? null : new HttpError(result.status, result.error);
+}
+
+/** The handler's answer, or the answer to `failure` (the guard's refusal or throw) when not null. */
+function answerHot(
+  route: HotRoute,
+  request: Request,
+  info: RequestInfo,
+  failure: unknown,
+  meta: AppMeta,
+): Response {
+  let res: Response;
+  try {
+    if (failure !== null) throw failure;
+    res = route.handler({ request });
+  } catch (err) {
+    res = failureResponse("UNKNOWN", err, request, info.log, meta.index) as Response;
+  }
+  res.headers.set(X_REQUEST_ID, info.id);
+  finishRequest(info, res.status);
+  return res;
 }
 
 /**
@@ -333,8 +558,7 @@ function withConnectionClose(res: Response): Response {
  * that arrived with the head is found first) and closes the connection (one that arrives later
  * is never parsed).
  */
-async function serveOne(app: AnyElysia, raw: Request): Promise<Response> {
-  const request = withAbsoluteUrl(raw);
+async function serveOne(app: AnyElysia, request: Request): Promise<Response> {
   const hiddenBody = request.body === null && request.headers.has("transfer-encoding");
   if (hiddenBody) await nextTurn();
   const res: Response = await app.fetch(request);
@@ -347,6 +571,32 @@ async function serveOne(app: AnyElysia, raw: Request): Promise<Response> {
     }
   }
   return res;
+}
+
+/**
+ * What the server calls for each request of `app`: a GET of a hot route without a body is served
+ * by serveHot, everything else by Elysia through serveOne. Exported for tests that compare both.
+ */
+export function requestHandler(app: AnyElysia): (request: Request) => Response | Promise<Response> {
+  const meta = appNames.get(app);
+  const hot = meta ? hotRoutes(app) : new Map<string, HotRoute>();
+  if (!meta || hot.size === 0) return (raw) => serveOne(app, withAbsoluteUrl(raw));
+  return (raw) => {
+    if (raw.method === "GET") {
+      const url = raw.url;
+      const uri = uriOfUrl(url);
+      const route = hot.get(pathOf(uri));
+      if (
+        route !== undefined &&
+        (url.startsWith("http://") || url.startsWith("https://")) &&
+        raw.body === null &&
+        !raw.headers.has("transfer-encoding")
+      ) {
+        return serveHot(route, raw, uri, meta);
+      }
+    }
+    return serveOne(app, withAbsoluteUrl(raw));
+  };
 }
 
 export interface HttpServer {
@@ -371,7 +621,7 @@ export async function listen(app: AnyElysia, port: number): Promise<HttpServer> 
       // them off for idleness (Bun's default is 10 s).
       idleTimeout: 0,
       development: false,
-      fetch: (request) => serveOne(app, request),
+      fetch: requestHandler(app),
     });
   } catch (err) {
     throw new Error(`failed to bind the ${name} to [::]:${port}`, { cause: err });

@@ -7,7 +7,13 @@ import type { JwkSet } from "../api/config.ts";
 import { type Logger, log as rootLog } from "../log.ts";
 
 export type AuthResult = { ok: true } | { ok: false; status: 400 | 401 | 403; error: string };
-export type Authorizer = (authorizationHeader: string | null) => Promise<AuthResult>;
+/**
+ * The check of an `Authorization` header. It answers synchronously when it can (no bearer token,
+ * a token accepted before) and with a Promise when it has to verify a signature.
+ */
+export type Authorizer = (authorizationHeader: string | null) => AuthResult | Promise<AuthResult>;
+
+const OK: AuthResult = Object.freeze({ ok: true });
 
 export const COMPUTE_AUDIENCE = "compute";
 export const ADMIN_SCOPE = "compute_ctl:admin";
@@ -43,8 +49,8 @@ function keyName(jwk: Record<string, unknown>, index: number): string {
 
 function bearerToken(header: string | null): string | null {
   // `Bearer` is matched case-insensitively, followed by one space and a non-empty rest.
-  if (header === null || header.length <= 7) return null;
-  if (header.slice(0, 6).toLowerCase() !== "bearer" || header[6] !== " ") return null;
+  if (header === null || header.length <= 7 || header.charCodeAt(6) !== 0x20) return null;
+  if (!header.startsWith("Bearer") && header.slice(0, 6).toLowerCase() !== "bearer") return null;
   return header.slice(7);
 }
 
@@ -100,7 +106,7 @@ export async function createAuthorizer(opts: {
   logger?: Logger;
 }): Promise<Authorizer> {
   const logger = opts.logger ?? rootLog;
-  if (opts.bypass) return async () => ({ ok: true });
+  if (opts.bypass) return () => OK;
 
   const jwks = opts.jwks?.keys ?? [];
   // One RS256 key switches validation to RS256 for every key (a Hadron addition upstream).
@@ -134,18 +140,10 @@ export async function createAuthorizer(opts: {
       token,
       exp === undefined ? Number.POSITIVE_INFINITY : (exp + EXP_LEEWAY_SECONDS) * 1000,
     );
-    return { ok: true };
+    return OK;
   };
 
-  return async (header) => {
-    const token = bearerToken(header);
-    if (token === null) return fail(400, INVALID_TOKEN);
-    const until = accepted.get(token);
-    if (until !== undefined) {
-      if (Date.now() <= until) return { ok: true };
-      accepted.delete(token);
-    }
-
+  const verify = async (token: string): Promise<AuthResult> => {
     let claims: Claims | null = null;
     for (const { name, key } of keys) {
       let payload: Uint8Array;
@@ -178,5 +176,16 @@ export async function createAuthorizer(opts: {
       return fail(403, "invalid compute ID in authorization token claims");
     }
     return ok(token, claims.exp);
+  };
+
+  return (header) => {
+    const token = bearerToken(header);
+    if (token === null) return fail(400, INVALID_TOKEN);
+    const until = accepted.get(token);
+    if (until !== undefined) {
+      if (Date.now() <= until) return OK;
+      accepted.delete(token);
+    }
+    return verify(token);
   };
 }

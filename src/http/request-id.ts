@@ -34,7 +34,11 @@ export function requestInfo(request: Request): RequestInfo | undefined {
 
 /** The origin-form target as sent on the request line (path plus query), like `http::Uri`. */
 export function requestUri(request: Request): string {
-  const url = request.url;
+  return uriOfUrl(request.url);
+}
+
+/** The path and query of an absolute or origin-form URL. */
+export function uriOfUrl(url: string): string {
   const scheme = url.indexOf("://");
   const slash = url.indexOf("/", scheme === -1 ? 0 : scheme + 3);
   return slash === -1 ? "/" : url.slice(slash);

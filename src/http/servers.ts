@@ -88,6 +88,8 @@ export function internalApp(ctx: ServerContext) {
 }
 
 let documented: Promise<{ routes: RouteDoc[]; document: object }> | undefined;
+/** The apps startHttpServers serves: the document describes them when it is first asked for. */
+let served: { external: AnyElysia; internal: AnyElysia } | undefined;
 
 /**
  * Every route both servers register, with its description, in the document's order, and the
@@ -97,7 +99,9 @@ let documented: Promise<{ routes: RouteDoc[]; document: object }> | undefined;
 export function documentedRoutes(
   ctx: ServerContext,
 ): Promise<{ routes: RouteDoc[]; document: object }> {
+  const apps = served;
   documented ??= (async () => {
+    if (apps) return describe(apps.external, apps.internal);
     // Without keys: the authorizer is built again here, and a bad key would be reported twice.
     const docCtx: ServerContext = { ...ctx, jwks: null, instanceIdBypass: false };
     return describe(await externalApp(docCtx), internalApp(docCtx));
@@ -127,8 +131,10 @@ export async function startHttpServers(
 ): Promise<{ external: HttpServer; internal: HttpServer }> {
   const externalRoutes = await externalApp(ctx);
   const internalRoutes = internalApp(ctx);
-  // The served apps describe themselves: no second wiring on the first GET /openapi.json.
-  documented ??= Promise.resolve(describe(externalRoutes, internalRoutes));
+  // The served apps describe themselves: no second wiring on the first GET /openapi.json. The
+  // document is built then, not here: it is off the start path, and a compute that is never asked
+  // for it does not hold it.
+  served = { external: externalRoutes, internal: internalRoutes };
   const external = await listen(externalRoutes, ctx.params.externalHttpPort);
   try {
     const internal = await listen(internalRoutes, ctx.params.internalHttpPort);

@@ -2,9 +2,10 @@
 
 import { Elysia } from "elysia";
 import { ComputeStatusResponse } from "../../api/responses.ts";
+import type { ComputeStatus } from "../../api/status.ts";
 import { rfc3339Offset, rfc3339Z } from "../../api/time.ts";
 import type { ComputeState } from "../../compute/state.ts";
-import { jsonResponse } from "../app.ts";
+import { plain } from "../app.ts";
 import { operation } from "../route-doc.ts";
 
 const GET_STATUS_DOC = operation({
@@ -24,7 +25,40 @@ export function statusBody(state: ComputeState): ComputeStatusResponse {
   };
 }
 
+/**
+ * GET /status's handler. The body is encoded again only when a field it shows changed since the
+ * last request (compared field by field, so no change can be missed).
+ */
+export function statusHandler(state: ComputeState) {
+  let startTime = Number.NaN;
+  let tenant: string | null = null;
+  let timeline: string | null = null;
+  let status: ComputeStatus | null = null;
+  let lastActive: number | null = null;
+  let error: string | null = null;
+  let json = "";
+  return plain(() => {
+    if (
+      state.status !== status ||
+      state.lastActiveMicros !== lastActive ||
+      state.error !== error ||
+      state.startTimeMicros !== startTime ||
+      state.tenant !== tenant ||
+      state.timeline !== timeline
+    ) {
+      status = state.status;
+      lastActive = state.lastActiveMicros;
+      error = state.error;
+      startTime = state.startTimeMicros;
+      tenant = state.tenant;
+      timeline = state.timeline;
+      json = JSON.stringify(statusBody(state));
+    }
+    return new Response(json, { status: 200, headers: { "content-type": "application/json" } });
+  });
+}
+
 export const statusRoutes = (state: ComputeState) =>
-  new Elysia({ name: "routes:status" }).get("/status", () => jsonResponse(200, statusBody(state)), {
+  new Elysia({ name: "routes:status" }).get("/status", statusHandler(state), {
     detail: GET_STATUS_DOC,
   });

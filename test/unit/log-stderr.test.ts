@@ -1,0 +1,65 @@
+// The default log sink joins the lines of one event-loop turn into one stderr write; these check
+// that no line is lost or reordered by that, whatever way the process ends.
+import { describe, expect, test } from "bun:test";
+import { join } from "node:path";
+
+const LOG = join(import.meta.dir, "../../src/log.ts");
+
+async function child(body: string): Promise<{ code: number | null; lines: string[] }> {
+  const script = `import { log, writeRaw } from ${JSON.stringify(LOG)};\n${body}`;
+  const p = Bun.spawn(["bun", "-e", script], { stdout: "ignore", stderr: "pipe" });
+  const text = await new Response(p.stderr).text();
+  await p.exited;
+  return { code: p.exitCode, lines: text.split("\n").filter((l) => l !== "") };
+}
+
+const messages = (lines: string[]) =>
+  lines.filter((l) => / INFO /.test(l)).map((l) => l.replace(/^\S+Z {2}INFO /, ""));
+
+describe("stderr log sink", () => {
+  test("lines logged just before process.exit are written, in order", async () => {
+    const r = await child(`log.info("one"); log.info("two"); process.exit(3);`);
+    expect(r.code).toBe(3);
+    expect(messages(r.lines)).toEqual(["one", "two"]);
+  });
+
+  test("lines logged just before an uncaught exception are written", async () => {
+    const r = await child(`log.info("before the crash"); throw new Error("crash");`);
+    expect(r.code).not.toBe(0);
+    expect(messages(r.lines)).toEqual(["before the crash"]);
+    expect(r.lines.some((l) => l.includes("crash"))).toBe(true);
+  });
+
+  test("a burst larger than the buffer keeps every line, in order, one per line", async () => {
+    const r = await child(
+      `for (let i = 0; i < 5000; i++) log.info("line " + i, { pad: "x".repeat(40) });`,
+    );
+    expect(r.code).toBe(0);
+    const got = messages(r.lines);
+    expect(got.length).toBe(5000);
+    got.forEach((m, i) => {
+      expect(m).toBe(`line ${i} pad=${"x".repeat(40)}`);
+    });
+  });
+
+  test("log lines and raw lines across turns keep their order", async () => {
+    const r = await child(`
+      log.info("a");
+      writeRaw("PG: raw 1");
+      await Bun.sleep(5);
+      log.info("b");
+      setImmediate(() => { log.info("c"); writeRaw("PG: raw 2"); });
+      await Bun.sleep(5);
+      log.info("d");
+    `);
+    expect(r.code).toBe(0);
+    expect(r.lines.map((l) => l.replace(/^\S+Z {2}INFO /, ""))).toEqual([
+      "a",
+      "PG: raw 1",
+      "b",
+      "c",
+      "PG: raw 2",
+      "d",
+    ]);
+  });
+});

@@ -8,7 +8,6 @@
 // and then renames the two subtrees into place, ignoring rename failures; it writes whatever the
 // archive holds into the staging directory first. Here files go straight to a temporary name
 // beside their destination and are renamed over it, so a reader never sees a half-written file.
-import { randomBytes } from "node:crypto";
 import { lstat, mkdir, rename, unlink, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { TarError } from "../util/tar.ts";
@@ -195,7 +194,7 @@ export async function installPlan(plan: InstallPlan): Promise<void> {
   for (const f of plan.files) {
     const tmp = join(
       dirname(f.dest),
-      `.${basename(f.dest)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`,
+      `.${basename(f.dest)}.${process.pid}.${Buffer.from(crypto.getRandomValues(new Uint8Array(4))).toString("hex")}.tmp`,
     );
     try {
       await writeFile(tmp, f.data, { flag: "wx", mode: f.mode });

@@ -1,13 +1,14 @@
 // LFC prewarm and offload: the two state machines, the background runs behind
 // POST /lfc/prewarm and /lfc/offload, and the periodic offloader. State changes are synchronous
 // assignments; a run is a promise that tests and the lifecycle can await.
-import postgres, { type Sql } from "postgres";
+import type { Sql } from "postgres";
 import type { ParsedSpec } from "../api/parsed-spec.ts";
 import { formatOneLine, withContext } from "../errors.ts";
 import { failpoint } from "../failpoints.ts";
 import { type Logger, log as rootLog } from "../log.ts";
 import { httpStatusLabel, type Metrics } from "../metrics/registry.ts";
 import { maintenanceClient } from "../postgres/client.ts";
+import { isPostgresError } from "../postgres/driver.ts";
 import { dbErrorLine } from "../postgres/errors.ts";
 import { elapsedMs } from "../util/clock.ts";
 import { readAllBounded } from "../util/streams.ts";
@@ -50,7 +51,7 @@ const CANCELLED: LfcPrewarmState = { status: "cancelled" };
 /** Postgres's error as its first tokio-postgres line (`db error: ERROR: message`); others as they are. */
 function pgError(err: unknown): unknown {
   // No `cause`: the message already says it all, and the chain would repeat it.
-  if (err instanceof postgres.PostgresError) return new Error(dbErrorLine(err));
+  if (isPostgresError(err)) return new Error(dbErrorLine(err));
   return err;
 }
 

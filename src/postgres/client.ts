@@ -2,9 +2,10 @@
 // database with `ALTER DATABASE … SET` traps (search_path, default_transaction_read_only,
 // statement_timeout) cannot break or hijack what compute_ctl runs; options from the connstr come
 // after them and so win. Each feature names itself in application_name.
-import postgres, { type Sql } from "postgres";
+import type { Sql } from "postgres";
 import { formatOneLine } from "../errors.ts";
 import { log } from "../log.ts";
+import { postgresJs } from "./driver.ts";
 
 export function forcedOptions(role: string): string {
   return `-c role=${role} -c default_transaction_read_only=off -c search_path='' -c statement_timeout=0 -c pgaudit.log=none`;
@@ -39,7 +40,7 @@ export function localClient(connstr: URL, opts: LocalConnectOptions): Sql {
   const user = opts.user ?? (decodeURIComponent(connstr.username) || "cloud_admin");
   const database = opts.database ?? (decodeURIComponent(connstr.pathname.slice(1)) || "postgres");
   const role = user;
-  return postgres(url.href, {
+  return postgresJs()(url.href, {
     user,
     database,
     max: opts.max ?? 1,

@@ -1,11 +1,11 @@
 // Postgres client errors rendered in the reference's wording (tokio-postgres's Display, and Rust's
 // io::Error Display for a failed connect), so the 500 texts of the HTTP API read like the
 // reference's. The one place these renderings live.
-import postgres from "postgres";
 import { osErrorText } from "../errors.ts";
+import { isPostgresError, type PostgresError } from "./driver.ts";
 
 /** The first line of tokio-postgres's Display of a server error: `db error: ERROR: message`. */
-export function dbErrorLine(err: InstanceType<typeof postgres.PostgresError>): string {
+export function dbErrorLine(err: PostgresError): string {
   return `db error: ${err.severity}: ${err.message}`;
 }
 
@@ -15,7 +15,7 @@ export function dbErrorLine(err: InstanceType<typeof postgres.PostgresError>): s
  * connect, the plain message otherwise.
  */
 export function postgresErrorText(err: unknown): string {
-  if (err instanceof postgres.PostgresError) {
+  if (isPostgresError(err)) {
     let text = dbErrorLine(err);
     if (err.detail) text += `\nDETAIL: ${err.detail}`;
     if (err.hint) text += `\nHINT: ${err.hint}`;
@@ -50,7 +50,7 @@ export function stepFailed(what: string): (err: unknown) => never {
  * type fetching, so connect failures are told apart by what they are.)
  */
 export function isConnectError(err: unknown): boolean {
-  if (err instanceof postgres.PostgresError) return CONNECT_SQLSTATES.test(err.code);
+  if (isPostgresError(err)) return CONNECT_SQLSTATES.test(err.code);
   const code = (err as { code?: unknown } | null)?.code;
   return osErrorText(err) !== null || code === "CONNECT_TIMEOUT" || code === "ENOTFOUND";
 }

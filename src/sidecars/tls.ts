@@ -3,7 +3,7 @@
 // the certificate, an ECDSA P-256 one signed with ecdsa-with-SHA256, so a half-renewed pair is
 // never installed; until then the copy is retried every second. A watcher hashes the certificate
 // and reports a renewal.
-import { createHash, createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
+import type { KeyObject, X509Certificate } from "node:crypto";
 import { open, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { TlsConfig } from "../api/spec.ts";
@@ -44,6 +44,9 @@ function signatureAlgorithm(der: Uint8Array): Buffer {
   return Buffer.from(der.subarray(oid.start, oid.end));
 }
 
+/** node:crypto, loaded when a certificate is first checked (a compute without TLS never is). */
+const nodeCrypto = (): typeof import("node:crypto") => require("node:crypto");
+
 const FIRST_CERT = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/;
 
 /**
@@ -55,7 +58,7 @@ export function verifyKeyCert(keyPem: string, certPem: string): void {
   if (!first) throw new Error("no certificates found");
   let cert: X509Certificate;
   try {
-    cert = new X509Certificate(first);
+    cert = new (nodeCrypto().X509Certificate)(first);
   } catch (err) {
     throw new Error("decoding PEM encoded certificates", { cause: err });
   }
@@ -67,7 +70,7 @@ export function verifyKeyCert(keyPem: string, certPem: string): void {
     if (!keyPem.includes("-----BEGIN EC PRIVATE KEY-----")) {
       throw new Error("not a SEC1 EC private key (BEGIN EC PRIVATE KEY)");
     }
-    key = createPrivateKey(keyPem);
+    key = nodeCrypto().createPrivateKey(keyPem);
     if (key.asymmetricKeyType !== "ec" || key.asymmetricKeyDetails?.namedCurve !== "prime256v1") {
       throw new Error("not a P-256 key");
     }
@@ -152,9 +155,7 @@ export function waitForTlsPair(pgdata: string, tls: TlsConfig, opts: RetryOption
 }
 
 export async function certDigest(path: string): Promise<string> {
-  return createHash("sha256")
-    .update(await readFile(path))
-    .digest("hex");
+  return new Bun.CryptoHasher("sha256").update(await readFile(path)).digest("hex");
 }
 
 /** The certificate's digest, retried every second until the file can be read. */

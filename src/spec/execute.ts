@@ -1,12 +1,14 @@
 // The executor: runs a Plan. Every statement is its own autocommit simple-protocol query (DROP
 // DATABASE refuses to run in a transaction block), the statements of a phase are pipelined on one
 // connection, and database tasks run in parallel up to a limit. A database task connects only if
-// it has statements, which the planner guarantees by leaving empty tasks out.
+// it has statements, which the planner guarantees by leaving empty tasks out. The task of a
+// database the plan creates starts as soon as its creation has succeeded, beside the rest of the
+// main phases (the CREATE DATABASE stream keeps one backend busy; the tasks use the others).
 import type { Sql } from "postgres";
 import { formatOneLine } from "../errors.ts";
 import { log } from "../log.ts";
 import { localClient } from "../postgres/client.ts";
-import type { DatabaseTask, Phase, Plan } from "./plan.ts";
+import type { DatabaseTask, Phase, Plan, Statement } from "./plan.ts";
 import { pool } from "./pool.ts";
 
 export const APPLY_APPLICATION_NAME = "compute_ctl:apply_config";
@@ -50,9 +52,25 @@ async function runPhase(
   p: Phase,
   where: string,
   onError?: (err: unknown) => void,
+  onSettled?: (s: Statement, ok: boolean) => void,
 ): Promise<number> {
   log.debug(`applying phase ${p.name}${where}`, { statements: p.statements.length });
-  const results = await Promise.allSettled(p.statements.map((s) => sql.unsafe(s.sql).simple()));
+  const results = await Promise.allSettled(
+    p.statements.map((s) => {
+      const q = sql.unsafe(s.sql).simple();
+      if (!onSettled) return q;
+      return q.then(
+        (rows) => {
+          onSettled(s, true);
+          return rows;
+        },
+        (err) => {
+          onSettled(s, false);
+          throw err;
+        },
+      );
+    }),
+  );
   if (onError) {
     for (const r of results) if (r.status === "rejected") onError(r.reason);
   }
@@ -106,11 +124,38 @@ export async function executePlan(plan: Plan, opts: ExecuteOptions): Promise<Exe
       else throw err;
     }
 
-    for (const p of plan.main) {
-      report.statements += await runPhase(opts.main, p, "", opts.onStatementError);
+    // The per-database tasks wait for a go: a task whose database this plan creates as soon as
+    // that creation has succeeded, the others once every main phase has. A failed main phase
+    // calls off every task not yet started (those already running finish).
+    const mainDone = Promise.withResolvers<boolean>();
+    const gates = new Map<Statement, PromiseWithResolvers<boolean>>();
+    for (const t of plan.perDatabase) {
+      if (t.startsAfter) gates.set(t.startsAfter, Promise.withResolvers<boolean>());
+    }
+    const goFor = (t: DatabaseTask) =>
+      (t.startsAfter && gates.get(t.startsAfter)?.promise) || mainDone.promise;
+    // Early tasks first, in creation order, so that no slot waits behind a late one.
+    const ordered = [
+      ...plan.perDatabase.filter((t) => t.startsAfter),
+      ...plan.perDatabase.filter((t) => !t.startsAfter),
+    ];
+    const perDatabase = pool(ordered, limit, async (task) => {
+      if (await goFor(task)) await runTask(task);
+    });
+    const onSettled = (s: Statement, ok: boolean) => gates.get(s)?.resolve(ok);
+    try {
+      for (const p of plan.main) {
+        report.statements += await runPhase(opts.main, p, "", opts.onStatementError, onSettled);
+      }
+      mainDone.resolve(true);
+    } catch (err) {
+      mainDone.resolve(false);
+      for (const g of gates.values()) g.resolve(false);
+      await perDatabase;
+      throw err;
     }
 
-    const errors = await pool(plan.perDatabase, limit, runTask);
+    const errors = await perDatabase;
     if (errors.length > 0) throw errors[0];
 
     for (const p of plan.final) {

@@ -27,6 +27,12 @@ export interface Phase {
 export interface DatabaseTask {
   database: string | null;
   phases: Phase[];
+  /**
+   * For a database this plan creates: the main statement that completes its creation. The task
+   * may start once that statement has succeeded, while later main statements still run; without
+   * it the task starts after the main phases.
+   */
+  startsAfter?: Statement;
 }
 
 export interface Plan {
@@ -198,7 +204,12 @@ function renameAndDeleteDatabases(ctx: Context, spec: ComputeSpec): Phase {
   return phase("RenameAndDeleteDatabases", out);
 }
 
-function createAndAlterDatabases(ctx: Context, spec: ComputeSpec, priv: string): Phase {
+function createAndAlterDatabases(
+  ctx: Context,
+  spec: ComputeSpec,
+  priv: string,
+  created: Map<string, Statement>,
+): Phase {
   const out: Statement[] = [];
   for (const db of spec.cluster.databases) {
     const existing = ctx.dbs.get(db.name);
@@ -220,7 +231,9 @@ function createAndAlterDatabases(ctx: Context, spec: ComputeSpec, priv: string):
       comment: `creating database ${db.name}`,
     });
     // ALL = CREATE, CONNECT and TEMPORARY on the database.
-    out.push({ sql: `GRANT ALL PRIVILEGES ON DATABASE ${pgQuote(db.name)} TO ${priv}` });
+    const grant = { sql: `GRANT ALL PRIVILEGES ON DATABASE ${pgQuote(db.name)} TO ${priv}` };
+    out.push(grant);
+    created.set(db.name, grant);
   }
   return phase("CreateAndAlterDatabases", out);
 }
@@ -326,6 +339,7 @@ export function planSpec(snapshot: CatalogSnapshot, spec: ComputeSpec, opts: Pla
 
   const lakebase = opts.lakebase ?? false;
   const renamed = renameRoles(ctx, spec);
+  const created = new Map<string, Statement>();
   const main = nonEmpty([
     phase("CreatePrivilegedRole", [{ sql: q.createPrivilegedRole(priv, lakebase) }]),
     ...(lakebase
@@ -346,7 +360,7 @@ export function planSpec(snapshot: CatalogSnapshot, spec: ComputeSpec, opts: Pla
     renamed,
     createAndAlterRoles(ctx, spec, priv),
     renameAndDeleteDatabases(ctx, spec),
-    createAndAlterDatabases(ctx, spec, priv),
+    createAndAlterDatabases(ctx, spec, priv, created),
     phase("CreateSchemaNeon", [{ sql: q.CREATE_SCHEMA_NEON }]),
   ]);
 
@@ -357,6 +371,9 @@ export function planSpec(snapshot: CatalogSnapshot, spec: ComputeSpec, opts: Pla
   // Created roles are not added to ctx.roles; one the spec lists exists by the time this runs.
   const webAccessExists =
     ctx.roles.has("web_access") || spec.cluster.roles.some((r) => r.name === "web_access");
+  const copiesFromTemplate = spec.cluster.databases.some((d) =>
+    (d.options ?? []).some((o) => o.name.toUpperCase().includes("TEMPLATE")),
+  );
   const perDatabase: DatabaseTask[] = [];
   for (const db of spec.cluster.databases) {
     const why = unreachable(ctx, db.name);
@@ -375,7 +392,13 @@ export function planSpec(snapshot: CatalogSnapshot, spec: ComputeSpec, opts: Pla
       ...(permsInPlace ? [] : [changeSchemaPerms(db.owner, priv)]),
       ...(dropSubscriptions ? [dropSubscriptionsPhase(db.name)] : []),
     ]);
-    if (phases.length > 0) perDatabase.push({ database: db.name, phases });
+    if (phases.length === 0) continue;
+    // Nothing after CREATE DATABASE in the main phases concerns a user database's insides. But a
+    // database copied from another (TEMPLATE) cannot be while someone is connected to that one.
+    const startsAfter = copiesFromTemplate ? undefined : created.get(db.name);
+    perDatabase.push(
+      startsAfter ? { database: db.name, phases, startsAfter } : { database: db.name, phases },
+    );
   }
   // The system database gets only the role cleanup: users cannot drop it, and its public schema
   // and subscriptions are compute_ctl's own.

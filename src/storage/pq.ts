@@ -7,7 +7,6 @@
 //   copyOut: Parse(sN)+Describe(S,sN)+Sync, then Bind(""<-sN, result formats [1])+Execute("",0)+Sync,
 //            then (once CopyOutResponse arrived, as the dropped Statement does) Close(S,sN)+Sync.
 // Plain TCP only: the reference connects with NoTls.
-import { createHash } from "node:crypto";
 import type { Socket } from "bun";
 import { log } from "../log.ts";
 import {
@@ -32,7 +31,6 @@ import {
   startupMessage,
   TERMINATE,
 } from "./pq/messages.ts";
-import { scramClient } from "./pq/scram.ts";
 
 export { type ConnParams, parseConnstring } from "./pq/connstring.ts";
 export { PqError };
@@ -215,10 +213,8 @@ export class PqConnection {
         break;
       case 5: {
         const salt = r.take(4);
-        const inner = createHash("md5")
-          .update(needPassword() + user)
-          .digest("hex");
-        const outer = createHash("md5").update(inner).update(salt).digest("hex");
+        const inner = new Bun.CryptoHasher("md5").update(needPassword() + user).digest("hex");
+        const outer = new Bun.CryptoHasher("md5").update(inner).update(salt).digest("hex");
         await this.write(passwordMessage(enc.encode(`md5${outer}`)));
         break;
       }
@@ -228,6 +224,8 @@ export class PqConnection {
         if (!mechanisms.includes("SCRAM-SHA-256")) {
           throw new Error(`unsupported SASL mechanisms: ${mechanisms.join(", ")}`);
         }
+        // SCRAM needs node:crypto (PBKDF2, HMAC): loaded for the peers that ask for it.
+        const { scramClient } = await import("./pq/scram.ts");
         const scram = scramClient(needPassword());
         await this.write(
           msg("p", (w) => w.cstr("SCRAM-SHA-256").i32(scram.first.length).raw(scram.first)),

@@ -1,8 +1,9 @@
 // The local file cache's size, set over one Postgres connection per agent connection:
 // `ALTER SYSTEM SET neon.file_cache_size_limit` then `pg_reload_conf()`, capped by
 // `neon.max_file_cache_size`. Both GUCs are in MB.
-import postgres, { type Sql } from "postgres";
+import type { Sql } from "postgres";
 import { formatOneLine } from "../errors.ts";
+import { postgresJs } from "../postgres/driver.ts";
 import type { FileCacheConnOptions } from "./connstr.ts";
 import { MiB } from "./sizing.ts";
 
@@ -21,7 +22,7 @@ export class FileCache {
     opts: FileCacheConnOptions,
     private readonly log: { error(m: string): void; info(m: string): void },
   ) {
-    this.#sql = postgres({
+    this.#sql = postgresJs()({
       host: opts.host,
       port: opts.port,
       path: opts.path,

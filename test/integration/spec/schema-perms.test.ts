@@ -33,15 +33,24 @@ async function logged(): Promise<TestPostgres> {
   });
 }
 
-/** Per database: the statements `application` ran there, in order, whitespace collapsed. */
-function statementsByDatabase(log: string, application = APP): Map<string, string[]> {
-  const out = new Map<string, string[]>();
+/** The statements `application` ran, in the order they started, whitespace collapsed. */
+function statementsInOrder(log: string, application = APP): { db: string; sql: string }[] {
+  const out: { db: string; sql: string }[] = [];
   for (const entry of log.split(new RegExp(`^(?=${PREFIX})`, "m"))) {
     const m = entry.match(/^@@([^|]*)\|([^|]*)\|LOG: {2}statement: ([\s\S]*)$/);
     if (!m || m[1] !== application) continue;
-    const list = out.get(m[2]!) ?? [];
-    list.push(m[3]!.replace(/\s+/g, " ").trim());
-    out.set(m[2]!, list);
+    out.push({ db: m[2]!, sql: m[3]!.replace(/\s+/g, " ").trim() });
+  }
+  return out;
+}
+
+/** Per database: the statements `application` ran there, in order. */
+function statementsByDatabase(log: string, application = APP): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const { db, sql } of statementsInOrder(log, application)) {
+    const list = out.get(db) ?? [];
+    list.push(sql);
+    out.set(db, list);
   }
   return out;
 }
@@ -294,5 +303,71 @@ describe("web_access in the spec", () => {
     expect(await schemaState(pg, "three")).not.toContain("web_access");
     await applySpecSql(spec(["alice", "web_access"], ["three"]), opts);
     expect(await schemaState(pg, "three")).toContain("web_access=C/pg_database_owner");
+  }, 60_000);
+});
+
+describe("databases created by the apply", () => {
+  let pg: TestPostgres;
+  beforeAll(async () => {
+    if (!stub.installed) return;
+    pg = await logged();
+  });
+  afterAll(async () => {
+    await pg?.stop();
+    await cleanup();
+  });
+
+  it("each gets its public-schema work, connected only after its creation, in one session", async () => {
+    const names = Array.from({ length: 12 }, (_, i) => `new ${i}`);
+    const from = pg.serverLog!.text.length;
+    await applySpecSql(spec(["alice", "web_access"], names), {
+      connstr: new URL(pg.url),
+      privilegedRoleName: PRIV,
+      timelineId: TIMELINE,
+      concurrency: 4,
+    });
+    const byDb = statementsByDatabase(await logSince(pg, from));
+    for (const db of names) {
+      expect(await schemaState(pg, db)).toContain("web_access=C/pg_database_owner");
+      // No read first (the database did not exist), then the phase in one session.
+      expect(byDb.get(db)?.map((s) => s.slice(0, 29))).toEqual([
+        "SET neon.forward_ddl = false",
+        "DO $xx$ DECLARE current_owner",
+        "DO $$ BEGIN IF NOT EXISTS (SE",
+      ]);
+    }
+  }, 60_000);
+
+  it("a database copied from another created by the same apply (TEMPLATE): tasks wait for the copies", async () => {
+    const s = decode(ComputeSpec, {
+      format_version: 1.0,
+      suspend_timeout_seconds: -1,
+      cluster: {
+        roles: [{ name: "alice", encrypted_password: null }],
+        databases: [
+          { name: "source", owner: "alice" },
+          ...Array.from({ length: 6 }, (_, i) => ({
+            name: `copy ${i}`,
+            owner: "alice",
+            options: [{ name: "TEMPLATE", value: "source", vartype: "string" }],
+          })),
+        ],
+      },
+    });
+    const from = pg.serverLog!.text.length;
+    await applySpecSql(s, {
+      connstr: new URL(pg.url),
+      privilegedRoleName: PRIV,
+      timelineId: TIMELINE,
+      concurrency: 4,
+    });
+    expect(await schemaState(pg, "copy 5")).toContain(`${PRIV}=a*r*w*d*D*x*t*/cloud_admin`);
+    // CREATE DATABASE … TEMPLATE waits for (or, after 5 s, fails on) sessions in its source, so
+    // no database task starts before the last copy was made.
+    const order = statementsInOrder(await logSince(pg, from));
+    const lastCreate = order.findLastIndex((x) => x.sql.startsWith("CREATE DATABASE"));
+    const firstTask = order.findIndex((x) => x.db !== "postgres");
+    expect(lastCreate).toBeGreaterThan(0);
+    expect(firstTask).toBeGreaterThan(lastCreate);
   }, 60_000);
 });

@@ -33,6 +33,13 @@ import type { SdNotifier } from "./util/sd-notify.ts";
 import { parentDeathWarning } from "./util/spawn.ts";
 import { BUILD_TAG } from "./version.ts";
 
+/**
+ * The latest the HTTP servers start after a start with a spec began: the basebackup's first byte
+ * usually comes sooner, and a start that waits on something else (a safekeeper sync, the TLS
+ * files, a slow pageserver) has its API up all the same.
+ */
+const SERVERS_LATEST_MS = 100;
+
 const SIGNAL_NUMBERS = { SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 } as const;
 
 /** Resolves on the first SIGINT, SIGTERM or SIGQUIT; each one received is logged. */
@@ -211,14 +218,14 @@ async function runCompute(
       metrics,
       timings: state.timings,
     });
-    // The HTTP servers start once the start is past its local preparation (see StartHooks): the
-    // basebackup is then being fetched, or the start waits on something slow.
+    // With a spec, the HTTP servers start while the basebackup streams (see StartHooks), or
+    // SERVERS_LATEST_MS after the start began when it waits on something else first.
     const serversGo = Promise.withResolvers<void>();
     const serversUp = Promise.withResolvers<void>();
     const lifecycle = new Lifecycle(
       {
         startHooks: {
-          startWaiting: () => serversGo.resolve(),
+          streaming: () => serversGo.resolve(),
           // `running` is declared only once the API is up; when the servers failed, never (the
           // failure ends the process).
           beforeRunning: () => serversUp.promise,
@@ -274,8 +281,9 @@ async function runCompute(
       serversGo.resolve();
       await servers;
     } else {
-      // The start ended before it reached the point where the servers start: they serve its
-      // outcome (`failed`, most likely) all the same.
+      const latest = setTimeout(() => serversGo.resolve(), SERVERS_LATEST_MS);
+      void serversGo.promise.then(() => clearTimeout(latest));
+      // A start that fails first has its outcome served all the same.
       void state.waitFor(["running", "failed"]).then(() => serversGo.resolve());
     }
     const serversFailed = servers.then(

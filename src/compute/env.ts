@@ -12,15 +12,11 @@ import type { ComputeState } from "./state.ts";
 
 /**
  * Moments of the start that run.ts schedules work on, so that what the start does not need (the
- * HTTP servers) does not run before it.
+ * HTTP servers) runs while the pageserver streams rather than before the basebackup request.
  */
 export interface StartHooks {
-  /**
-   * The start is past its local preparation (PGDATA is wiped) or is about to wait on something
-   * slow (an earlier postmaster stopping, an in-place removal): deferred work may begin. Called
-   * at least once per start that gets this far; extra calls are harmless.
-   */
-  startWaiting(): void;
+  /** The basebackup's first byte arrived (called once per attempt; extra calls are harmless). */
+  streaming(): void;
   /** Awaited before the status becomes `running`: what must be up by then. */
   beforeRunning(): Promise<void>;
 }

@@ -57,14 +57,11 @@ async function removeLeftovers(path: string, aside: string): Promise<void> {
 
 /**
  * Leaves `pgdata` absent: renamed aside and deleted in the background, or (when it cannot be
- * renamed) removed in place, after calling `beforeInPlace`. Errors of the in-place removal are ignored, as the reference ignores
+ * renamed) removed in place. Errors of the in-place removal are ignored, as the reference ignores
  * them: the creation of the new directory reports what matters. Discarded siblings of earlier
  * runs are deleted in the background as well.
  */
-export async function discardPgdata(
-  pgdata: string,
-  beforeInPlace: () => void = () => {},
-): Promise<void> {
+export async function discardPgdata(pgdata: string): Promise<void> {
   const path = resolve(pgdata);
   const aside = asideName(path);
   let renamed = false;
@@ -75,7 +72,6 @@ export async function discardPgdata(
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== "ENOENT") {
       log.debug(`cannot move ${path} aside (${code ?? String(err)}): removing it in place`);
-      beforeInPlace();
       await rm(path, { recursive: true, force: true }).catch(() => {});
     }
   }

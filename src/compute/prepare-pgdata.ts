@@ -34,26 +34,20 @@ async function exists(path: string): Promise<boolean> {
 
 /**
  * `rm -rf` (the old directory is moved aside and deleted in the background, see old-pgdata.ts)
- * then a NON-recursive mkdir (the parent must exist) and mode 0700. `onSlowPath` is called
- * before a step that can take long (stopping an earlier postmaster, an in-place removal). A postmaster still
+ * then a NON-recursive mkdir (the parent must exist) and mode 0700. A postmaster still
  * running on the old PGDATA (left by an earlier compute_ctl) is stopped first. In lakebase mode a
  * failed mkdir is ignored, as the reference does for a data directory mounted ahead of time; a
  * real problem then shows in the chmod or later in Postgres.
  */
-export async function createPgdata(
-  pgdata: string,
-  lakebase = false,
-  onSlowPath: () => void = () => {},
-): Promise<void> {
+export async function createPgdata(pgdata: string, lakebase = false): Promise<void> {
   const stale = await findStalePostmaster(pgdata);
   if (stale) {
-    onSlowPath();
     log.warn(
       `a postmaster from an earlier run (pid ${stale.pid}) is still running on ${pgdata}: stopping it`,
     );
     await stopStalePostmaster(stale);
   }
-  await discardPgdata(pgdata, onSlowPath);
+  await discardPgdata(pgdata);
   try {
     await mkdir(pgdata);
   } catch (err) {
@@ -177,6 +171,7 @@ export async function fetchBasebackup(env: ComputeEnv, pspec: ParsedSpec, lsn: s
     source: basebackupSource(pspec, lsn),
     pgdata: env.params.pgdata,
     lsn,
+    onFirstByte: () => env.startHooks?.streaming(),
   });
   const { timings } = env.state;
   timings.basebackup_ms = Math.round(result.basebackupMs);
@@ -217,10 +212,8 @@ export async function fixupPgdata(
 
 export async function preparePgdata(env: ComputeEnv, pspec: ParsedSpec): Promise<void> {
   const { pgdata } = env.params;
-  const waiting = () => env.startHooks?.startWaiting();
-  await createPgdata(pgdata, env.params.lakebaseMode, waiting);
+  await createPgdata(pgdata, env.params.lakebaseMode);
   log.debug("start phase pgdata_wiped");
-  waiting();
   await writeConf(env, pspec);
   log.debug("start phase conf_written");
   const lsn = await selectLsn(env, pspec);

@@ -161,6 +161,8 @@ export async function getBasebackup(opts: {
   sleep?: (ms: number) => Promise<void>;
   /** Bound on one attempt, connect to last byte (default the knob, 10 min). */
   attemptTimeoutMs?: number;
+  /** Called at the first byte of each attempt's payload: the pageserver is streaming. */
+  onFirstByte?: () => void;
 }): Promise<BasebackupMetrics> {
   const retries = opts.retries ?? defaultBasebackupRetries();
   const factor = opts.factor ?? 1.5;
@@ -172,6 +174,7 @@ export async function getBasebackup(opts: {
         opts.source,
         opts.pgdata,
         opts.attemptTimeoutMs ?? peerKnobs.basebackupTimeoutMs,
+        opts.onFirstByte,
       );
       return { ...m, attempts: attempt + 1 };
     } catch (err) {
@@ -192,6 +195,7 @@ async function tryGetBasebackup(
   source: BasebackupSource,
   pgdata: string,
   timeoutMs: number,
+  onFirstByte?: () => void,
 ): Promise<Omit<BasebackupMetrics, "attempts">> {
   const started = performance.now();
   const deadline = new AbortController();
@@ -204,7 +208,7 @@ async function tryGetBasebackup(
   try {
     conn = await source.connect(deadline.signal);
     log.debug("start phase basebackup_connected");
-    const r = await extractTarGz(marked(conn.stream, received), pgdata);
+    const r = await extractTarGz(marked(conn.stream, received, onFirstByte), pgdata);
     return {
       basebackupBytes: r.compressedBytes,
       basebackupMs: Math.floor(performance.now() - started),
@@ -224,10 +228,11 @@ async function tryGetBasebackup(
   }
 }
 
-/** The payload as is, counted, with debug marks at its first and its last byte. */
+/** The payload as is, counted, with debug marks (and `onFirstByte`) at its first and last byte. */
 async function* marked(
   stream: AsyncIterable<Uint8Array>,
   received: { bytes: number },
+  onFirstByte?: () => void,
 ): AsyncGenerator<Uint8Array> {
   let first = true;
   for await (const chunk of stream) {
@@ -235,6 +240,7 @@ async function* marked(
     if (first && chunk.length > 0) {
       first = false;
       log.debug("start phase basebackup_first_byte");
+      onFirstByte?.();
     }
     yield chunk;
   }

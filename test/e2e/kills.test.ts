@@ -5,6 +5,13 @@
 // postmaster kill non-zero, and 1 before `running`), nothing of the run is left 12 s after the
 // kill (no process whose cwd, environment or cmdline names PGDATA, and none of compute_ctl's
 // descendants at the kill), and the next start on the same PGDATA path reaches `running`.
+//
+// Half the moments are times after exec; the other half wait for a phase's first log line (the
+// start's debug marks, RUST_LOG=debug) and then a seeded delay within it, cycling through the
+// phases, so every phase is hit however the machine's speed moves them. The basebackup streams
+// in 64 KiB chunks 30 ms apart (~2.5 s), so a moment anchored there lands mid-stream, and the
+// test checks that it did. Each moment is labelled afterwards from the log: the last phase mark
+// timestamped before the kill.
 // COMPUTE_CTL_TEST_SEED replays a run; COMPUTE_CTL_TEST_KILL_MOMENTS sets the count.
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
@@ -79,46 +86,145 @@ function postmasterPid(pgdata: string): number | null {
   }
 }
 
-/** A coarse name for where the start was, from compute_ctl's log so far. */
-function phaseOf(log: string, status: string): string {
-  if (status === "running") return "running/reconfigure";
-  const marks: [RegExp, string][] = [
-    [/migration/i, "migrations"],
-    [/apply|CreateAndAlter|phase /i, "spec apply"],
-    [
-      /starting postgres|postgres started|waiting for postgres|Postgres.*start/i,
-      "postgres starting",
-    ],
-    [/basebackup/i, "basebackup"],
-    [/safekeeper|sync/i, "safekeepers"],
-  ];
-  let best = "config read";
-  let at = -1;
-  for (const [re, name] of marks) {
-    const m = [...log.matchAll(new RegExp(re.source, "gi"))].pop();
-    if (m && (m.index ?? -1) > at) {
-      at = m.index ?? -1;
-      best = name;
+/** Log lines that begin a phase, in start order: the phase a moment falls in is the last one seen. */
+const PHASE_MARKS: [RegExp, string][] = [
+  [/DEBUG start phase runtime_started/, "config read"],
+  [/DEBUG start phase config_read/, "preparing PGDATA"],
+  [/DEBUG start phase conf_written/, "safekeepers"],
+  [/DEBUG start phase lsn_selected/, "basebackup connecting"],
+  [/DEBUG start phase basebackup_first_byte/, "basebackup mid-stream"],
+  [/DEBUG start phase basebackup_last_byte/, "basebackup unpacked, PGDATA fix-up"],
+  [/INFO started postgres /, "postgres starting"],
+  [/INFO PostgreSQL is now running/, "spec apply"],
+  [/INFO applied the spec/, "after the apply"],
+  [/INFO Changing compute status from init to running/, "running"],
+  [/INFO Changing compute status from running to configuration-pending/, "reconfigure"],
+  [/INFO Changing compute status from configuration to running/, "running after reconfigure"],
+];
+const MIGRATION_EVENT =
+  /INFO (handle migrations|Running migration id=|Skipping migration id=|Finished migration id=)/;
+const BEFORE_ANY_LOG = "exec, before any log line";
+
+/** Wall-clock ms of a log line (`2026-12-07T09:00:52.790391Z …`), or NaN. */
+function lineTime(line: string): number {
+  const t = Date.parse(`${line.slice(0, 23)}Z`);
+  return Number.isNaN(t) ? t : t + Number(line.slice(23, 26)) / 1000;
+}
+
+/**
+ * The phase at wall-clock time `at`, from compute_ctl's whole log: the last phase mark at or before
+ * it, or "migrations" while they ran (a migration event after `at`, or the last one before `at`
+ * not yet followed by its Finished line).
+ */
+function phaseAt(log: string, at: number): string {
+  let phase = BEFORE_ANY_LOG;
+  let lastMigration: string | null = null;
+  let migrationAfter = false;
+  for (const line of log.split("\n")) {
+    const t = lineTime(line);
+    if (Number.isNaN(t)) continue;
+    const m = MIGRATION_EVENT.exec(line);
+    if (t > at) {
+      if (m && lastMigration !== null) migrationAfter = true;
+      continue;
     }
+    if (m) lastMigration = m[1] as string;
+    for (const [re, name] of PHASE_MARKS) if (re.test(line)) phase = name;
   }
-  return best;
+  const migrating =
+    lastMigration !== null && (migrationAfter || !lastMigration.startsWith("Finished"));
+  return migrating && phase !== "reconfigure" ? "migrations" : phase;
+}
+
+/** Phases a moment can be anchored to: the mark it waits for and how long it may wait after it. */
+const ANCHORS: { phase: string; mark: RegExp; maxDelayMs: number; beforePostgres: boolean }[] = [
+  {
+    phase: "basebackup mid-stream",
+    mark: /DEBUG start phase basebackup_first_byte/,
+    maxDelayMs: 1000,
+    beforePostgres: true,
+  },
+  {
+    phase: "postgres starting",
+    mark: /INFO started postgres /,
+    maxDelayMs: 400,
+    beforePostgres: false,
+  },
+  {
+    phase: "spec apply",
+    mark: /INFO PostgreSQL is now running/,
+    maxDelayMs: 300,
+    beforePostgres: false,
+  },
+  { phase: "migrations", mark: /INFO handle migrations/, maxDelayMs: 100, beforePostgres: false },
+  {
+    phase: "reconfigure",
+    mark: /INFO Changing compute status from running to configuration-pending/,
+    maxDelayMs: 150,
+    beforePostgres: false,
+  },
+  {
+    phase: "safekeepers",
+    mark: /DEBUG start phase conf_written/,
+    maxDelayMs: 5,
+    beforePostgres: true,
+  },
+  {
+    phase: "config read",
+    mark: /DEBUG start phase runtime_started/,
+    maxDelayMs: 40,
+    beforePostgres: true,
+  },
+];
+const SIGNALS: Target[] = ["SIGTERM", "SIGINT", "SIGKILL"];
+
+interface Moment {
+  target: Target;
+  /** ms after exec, or after the anchor's mark. */
+  atMs: number;
+  anchor: (typeof ANCHORS)[number] | null;
+}
+
+/** Even moments: a time after exec; odd ones: anchored to the phases in turn. */
+function planMoments(rng: Rng, count: number): Moment[] {
+  return Array.from({ length: count }, (_, i) => {
+    if (i % 2 === 0) {
+      return {
+        target: TARGETS[(i / 2) % TARGETS.length] as Target,
+        // One in five inside the first 100 ms after exec.
+        atMs: rng.chance(0.2) ? rng.int(0, 100) : rng.int(0, HORIZON_MS),
+        anchor: null,
+      };
+    }
+    const k = (i - 1) / 2;
+    const anchor = ANCHORS[k % ANCHORS.length] as (typeof ANCHORS)[number];
+    // A postmaster kill waits for the postmaster: anchored before it, compute_ctl gets a signal.
+    const target = anchor.beforePostgres
+      ? (SIGNALS[k % SIGNALS.length] as Target)
+      : (TARGETS[(k + 1) % TARGETS.length] as Target);
+    return { target, atMs: rng.int(0, anchor.maxDelayMs), anchor };
+  });
+}
+
+interface Outcome {
+  target: Target;
+  phase: string;
+  exitMs: number;
 }
 
 const ROLES = [{ name: "app" }, { name: "odd\t\x01name" }];
 const DATABASES = [{ name: "appdb", owner: "app" }];
 
 describe(`kills at random moments (seed ${SEED})`, () => {
-  const rng = new Rng(SEED);
-  const plan = Array.from({ length: MOMENTS }, (_, i) => ({
-    target: TARGETS[i % TARGETS.length] as Target,
-    // One in five inside the first 100 ms after exec.
-    atMs: rng.chance(0.2) ? rng.int(0, 100) : rng.int(0, HORIZON_MS),
-  }));
-  const phases: Record<string, number> = {};
-  afterAll(() => console.log(`kills by phase: ${JSON.stringify(phases)}`));
+  const plan = planMoments(new Rng(SEED), MOMENTS);
+  const outcomes: Outcome[] = [];
+  afterAll(() => summarize(outcomes));
 
-  for (const [i, { target, atMs }] of plan.entries()) {
-    test(`moment ${i}: ${target} at ${atMs} ms`, async () => {
+  for (const [i, moment] of plan.entries()) {
+    const when = moment.anchor
+      ? `${moment.atMs} ms into ${moment.anchor.phase}`
+      : `${moment.atMs} ms after exec`;
+    test(`moment ${i}: ${moment.target} at ${when}`, async () => {
       const s = await start({
         safekeepers: "agree",
         skipCatalogUpdates: false,
@@ -126,23 +232,39 @@ describe(`kills at random moments (seed ${SEED})`, () => {
         databases: DATABASES,
         pageserverFaults: { chunkSize: 65536, chunkDelayMs: 30 },
         startDelayMs: 500,
+        // The start's phase marks are debug lines.
+        env: { RUST_LOG: "debug" },
         // No readiness wait: moments from 0 ms must land before the HTTP server is up.
         waitReady: false,
       }).catch((err) => {
         throw new Error(`moment ${i}: the start itself failed: ${err.message}`);
       });
-      await killAt(s, i, target, atMs, phases);
+      outcomes.push(await killAt(s, i, moment));
     });
   }
 });
 
-async function killAt(
-  s: Started,
-  i: number,
-  target: Target,
-  atMs: number,
-  phases: Record<string, number>,
-): Promise<void> {
+function summarize(outcomes: Outcome[]): void {
+  const count = (key: (o: Outcome) => string) => {
+    const out: Record<string, number> = {};
+    for (const o of outcomes) out[key(o)] = (out[key(o)] ?? 0) + 1;
+    return out;
+  };
+  const slowest = outcomes.reduce<Outcome | null>(
+    (a, o) => (a && a.exitMs >= o.exitMs ? a : o),
+    null,
+  );
+  console.log(`kills by signal: ${JSON.stringify(count((o) => o.target))}`);
+  console.log(`kills by phase: ${JSON.stringify(count((o) => o.phase))}`);
+  if (slowest) {
+    console.log(
+      `slowest exit: ${slowest.exitMs} ms (${slowest.target} in ${slowest.phase}); ${outcomes.length} moments passed`,
+    );
+  }
+}
+
+async function killAt(s: Started, i: number, moment: Moment): Promise<Outcome> {
+  const { target, atMs, anchor } = moment;
   const pid = s.compute.proc.pid;
   const spawnedAt = s.compute.spawnedAt;
   let status = "init";
@@ -178,8 +300,19 @@ async function killAt(
       await Bun.sleep(50);
     }
   })();
-  const wait = atMs - (performance.now() - spawnedAt);
-  if (wait > 0) await Bun.sleep(wait);
+  if (anchor) {
+    await waitFor(() => anchor.mark.test(s.compute.stderr.text), {
+      what: `the first log line of ${anchor.phase}`,
+      timeoutMs: 45_000,
+      intervalMs: 2,
+    }).catch((err) => {
+      throw new Error(`moment ${i}: ${err.message}\n${s.compute.stderr.text.slice(-3000)}`);
+    });
+    if (atMs > 0) await Bun.sleep(atMs);
+  } else {
+    const wait = atMs - (performance.now() - spawnedAt);
+    if (wait > 0) await Bun.sleep(wait);
+  }
   let victim = pid;
   if (target === "postmaster") {
     // Before Postgres exists there is no postmaster to kill: the moment moves to its birth.
@@ -190,18 +323,25 @@ async function killAt(
     victim = pm;
   }
   const statusAtKill = status;
-  const phase = phaseOf(s.compute.stderr.text, statusAtKill);
-  phases[phase] = (phases[phase] ?? 0) + 1;
   const before = tree(pid);
   const killedAt = performance.now();
+  const killedAtWall = Date.now();
   process.kill(victim, target === "postmaster" ? "SIGKILL" : target);
-  const where = `moment ${i} (COMPUTE_CTL_TEST_SEED=${SEED}): ${target} at ${Math.round(killedAt - spawnedAt)} ms, in ${phase}`;
+  let where = `moment ${i} (COMPUTE_CTL_TEST_SEED=${SEED}): ${target} at ${Math.round(killedAt - spawnedAt)} ms`;
 
   const code = await Promise.race([
     s.compute.exited,
     Bun.sleep(15_000).then(() => "timeout" as const),
   ]);
+  const exitMs = Math.round(performance.now() - killedAt);
+  // The whole log (its pipe drained) says which phase the kill fell in.
+  await Promise.race([s.compute.stderr.done, Bun.sleep(2_000)]);
+  let phase = phaseAt(s.compute.stderr.text, killedAtWall);
+  where += `, in ${phase}`;
   const log = () => s.compute.stderr.text.slice(-3000);
+  if (anchor?.phase === "basebackup mid-stream") {
+    expect(phase, `${where}: anchored mid-stream\n${log()}`).toBe("basebackup mid-stream");
+  }
   expect(code, `${where}: compute_ctl still running 15 s after the kill\n${log()}`).not.toBe(
     "timeout",
   );
@@ -216,13 +356,17 @@ async function killAt(
   ) {
     // Bun was still initialising: no JavaScript had run (nothing logged), so no handler could be
     // installed yet. Documented; test/e2e/early-signals.test.ts measures that window.
-    phases["before any JavaScript (ended by the signal)"] =
-      (phases["before any JavaScript (ended by the signal)"] ?? 0) + 1;
+    phase = "before any JavaScript (ended by the signal)";
   } else expect(code, `${where}\n${log()}`).toBe(1);
   await watcher;
-  console.log(
-    `${where}: exit ${code ?? s.compute.proc.signalCode} after ${Math.round(performance.now() - killedAt)} ms`,
-  );
+  console.log(`${where}: exit ${code ?? s.compute.proc.signalCode} after ${exitMs} ms`);
+  if (exitMs > 3_000) {
+    // Slow: what compute_ctl did between the kill and its exit.
+    const after = s.compute.stderr.text
+      .split("\n")
+      .filter((l) => lineTime(l) >= killedAtWall && !/ INFO request\{/.test(l));
+    console.log(`${where}: log after the kill:\n${after.join("\n").slice(-4000)}`);
+  }
 
   await waitFor(() => processesUsing(s.stack.pgdata).length === 0 && alive(before).length === 0, {
     what: "nothing of the run left",
@@ -259,4 +403,5 @@ async function killAt(
   });
   await s.stack.stop();
   expect(existsSync(s.stack.pgdata)).toBe(true);
+  return { target, phase, exitMs };
 }

@@ -143,7 +143,11 @@ describe("getBasebackup retries", () => {
     const { source, stats } = scripted(gzBytes, ["refuse", "refuse", "ok"]);
     const { sleeps, sleep } = recordingSleep();
     const pgdata = await makeUserDir("bb-ok-");
-    const m = await getBasebackup({ source, pgdata, lsn: checkpointLsn, sleep });
+    let streaming = 0;
+    const onFirstByte = () => streaming++;
+    const m = await getBasebackup({ source, pgdata, lsn: checkpointLsn, sleep, onFirstByte });
+    // Refused attempts never stream: the hook fires once, for the attempt that did.
+    expect(streaming).toBe(1);
     expect(m.attempts).toBe(3);
     expect(stats).toEqual({ connects: 3, closes: 1 });
     expect(sleeps).toEqual([500, 750]);
@@ -163,7 +167,11 @@ describe("getBasebackup retries", () => {
     const { sleeps, sleep } = recordingSleep();
     const pgdata = await makeUserDir("bb-partial-");
     writeFileSync(join(pgdata, "postgresql.conf"), "# written before the basebackup\n");
-    const m = await getBasebackup({ source, pgdata, lsn: checkpointLsn, sleep });
+    let streaming = 0;
+    const onFirstByte = () => streaming++;
+    const m = await getBasebackup({ source, pgdata, lsn: checkpointLsn, sleep, onFirstByte });
+    // Every attempt that received data called the hook at its first byte.
+    expect(streaming).toBe(3);
     expect(m.attempts).toBe(3);
     expect(stats).toEqual({ connects: 3, closes: 3 });
     expect(sleeps).toEqual([500, 750]);

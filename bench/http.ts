@@ -98,6 +98,10 @@ try {
   const floorUrl = `http://127.0.0.1:${floorPort}/status`;
   await waitFor(async () => (await fetch(floorUrl)).status === 200, { what: "the floor" });
 
+  // Latency first, while the log file is small.
+  const lat = await latencies(url, auth);
+  const floorLat = await latencies(floorUrl, {});
+
   // Warm both (JIT), then alternate.
   await wrk(floorUrl, {}, 1, floor.pid);
   await wrk(url, auth, 1, compute.pid);
@@ -119,8 +123,6 @@ try {
         `compute_ctl ${o.rps.toFixed(0)} req/s (${o.cpuUs.toFixed(1)} µs CPU/req)`,
     );
   }
-  const lat = await latencies(url, auth);
-  const floorLat = await latencies(floorUrl, {});
   floor.kill("SIGKILL");
   compute.kill("SIGKILL");
   await compute.exited;

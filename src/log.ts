@@ -150,12 +150,14 @@ function render(lvl: number, tag: Tag, message: string, fields: Fields | undefin
   }
   // Escaping is character by character, so the span chain's part is escaped once per logger.
   tag.head ??= tag.text ? escapeControls(`${tag.text}: `) : "";
-  let text = message;
+  // Each piece is escaped by itself (numbers need none): no pass over the joined text.
+  let text = escapeControls(message);
   for (const k in fields) {
     const v = fields[k];
-    if (v !== undefined) text += ` ${k}=${fieldValue(v)}`;
+    if (v === undefined) continue;
+    text += ` ${escapeControls(k)}=${typeof v === "number" ? v : escapeControls(fieldValue(v))}`;
   }
-  return `${ts} ${PADDED_LABEL[level] ?? level.padStart(5)} ${tag.head}${escapeControls(text)}\n`;
+  return `${ts} ${PADDED_LABEL[level] ?? level.padStart(5)} ${tag.head}${text}\n`;
 }
 
 const PADDED_LABEL: Record<string, string> = {

@@ -207,6 +207,7 @@ interface AppMeta {
   logger: Logger;
   index: RouteIndex;
   requestLoggers: Map<string, Logger>;
+  lastLogger: { method: string; uri: string; log: Logger } | null;
 }
 
 const appNames = new WeakMap<AnyElysia, AppMeta>();
@@ -234,6 +235,8 @@ const REQUEST_LOGGERS_MAX = 256;
  * `GET /status`) gets the same logger, built once.
  */
 function requestLogger(meta: AppMeta, method: string, uri: string): Logger {
+  const last = meta.lastLogger;
+  if (last !== null && last.method === method && last.uri === uri) return last.log;
   const key = `${method} ${uri}`;
   let log = meta.requestLoggers.get(key);
   if (log === undefined) {
@@ -241,6 +244,7 @@ function requestLogger(meta: AppMeta, method: string, uri: string): Logger {
     if (meta.requestLoggers.size >= REQUEST_LOGGERS_MAX) meta.requestLoggers.clear();
     meta.requestLoggers.set(key, log);
   }
+  meta.lastLogger = { method, uri, log };
   return log;
 }
 
@@ -321,7 +325,13 @@ export function createHttpApp(opts: { name: "external" | "internal"; logger: Log
   // the URL on, assuming a host of at least 4 characters: `Host: x` would then 404 every route.
   const app = new Elysia({ strictPath: true, handler: { standardHostname: false } });
   const index = new RouteIndex(app);
-  const meta: AppMeta = { name: opts.name, logger: opts.logger, index, requestLoggers: new Map() };
+  const meta: AppMeta = {
+    name: opts.name,
+    logger: opts.logger,
+    index,
+    requestLoggers: new Map(),
+    lastLogger: null,
+  };
   appNames.set(app, meta);
 
   const onRequest = ({
@@ -392,23 +402,38 @@ export function authGuard(authorize: Authorizer) {
 /** Each authGuard's hook and the check it runs, for the hot routes. */
 const guards = new WeakMap<object, Authorizer>();
 
-/** A route handler that needs nothing from Elysia's context but the request. */
+/** What a plain handler answers: the status, and the body with its content type. */
+export interface PlainAnswer {
+  status: number;
+  body: string;
+  contentType: string;
+}
+
+/** A handler that needs nothing from Elysia's context but the request, and answers at once. */
+export type PlainAnswerer = (context: { request: Request }) => PlainAnswer;
+
+/** The Elysia handler plain() makes. */
 export type PlainHandler = (context: { request: Request }) => Response;
-const plainHandlers = new WeakSet<PlainHandler>();
+const plainAnswerers = new WeakMap<PlainHandler, PlainAnswerer>();
 
 /**
- * Marks `handler` as plain: it reads nothing from Elysia's context but `request` and returns a
- * Response synchronously. A GET route with a plain handler, a static path, no schema and no hooks
+ * A route handler from `answer`, which reads nothing from Elysia's context but `request` and
+ * answers synchronously. A GET route with a plain handler, a static path, no schema and no hooks
  * but createHttpApp's and an authGuard is served without Elysia's router (see hotRoutes): the
  * control plane polls /status several times a second, so its cost is compute_ctl's idle cost.
  */
-export function plain(handler: PlainHandler): PlainHandler {
-  plainHandlers.add(handler);
+export function plain(answer: PlainAnswerer): PlainHandler {
+  // Destructured, so Elysia builds only `request` for it.
+  const handler: PlainHandler = ({ request }) => {
+    const a = answer({ request });
+    return new Response(a.body, { status: a.status, headers: { "content-type": a.contentType } });
+  };
+  plainAnswerers.set(handler, answer);
   return handler;
 }
 
 interface HotRoute {
-  handler: PlainHandler;
+  answer: PlainAnswerer;
   /** The authGuard's check, or null for an unguarded route. */
   authorize: Authorizer | null;
 }
@@ -459,7 +484,8 @@ function hotRoutes(app: AnyElysia): Map<string, HotRoute> {
   }[];
   for (const r of routes) {
     if (r.method !== "GET" || /[:*]/.test(r.path)) continue;
-    if (!plainHandlers.has(r.handler as PlainHandler)) continue;
+    const answer = plainAnswerers.get(r.handler as PlainHandler);
+    if (answer === undefined) continue;
     const hooks = r.hooks ?? {};
     if (ROUTE_EXTRAS.some((k) => hookList(hooks[k]).length > 0)) continue;
     if (!hookList(hooks.request).every((h) => own.has(hookFn(h)))) continue;
@@ -469,7 +495,7 @@ function hotRoutes(app: AnyElysia): Map<string, HotRoute> {
     if (before.length > 1) continue;
     const authorize = before.length === 1 ? guards.get(before[0] as object) : null;
     if (authorize === undefined) continue;
-    hot.set(r.path, { handler: r.handler as PlainHandler, authorize });
+    hot.set(r.path, { answer, authorize });
   }
   return hot;
 }
@@ -522,11 +548,16 @@ function answerHot(
   let res: Response;
   try {
     if (failure !== null) throw failure;
-    res = route.handler({ request });
+    const a = route.answer({ request });
+    // The headers in Elysia's order: the handler's, then the request id.
+    res = new Response(a.body, {
+      status: a.status,
+      headers: { "content-type": a.contentType, [X_REQUEST_ID]: info.id },
+    });
   } catch (err) {
     res = failureResponse("UNKNOWN", err, request, info.log, meta.index) as Response;
+    res.headers.set(X_REQUEST_ID, info.id);
   }
-  res.headers.set(X_REQUEST_ID, info.id);
   finishRequest(info, res.status);
   return res;
 }

@@ -4,7 +4,7 @@ import type { Sql } from "postgres";
 import { type ComputeSpec, computeModeType } from "../api/spec.ts";
 import { log } from "../log.ts";
 import { maintenanceClient } from "../postgres/client.ts";
-import { readCatalog } from "./catalog.ts";
+import { readCatalog, readPublicSchemas } from "./catalog.ts";
 import { APPLY_APPLICATION_NAME, type ExecuteReport, executePlan } from "./execute.ts";
 import { formatPlan, type Plan, planSpec, publicSchemasToRead } from "./plan.ts";
 
@@ -42,24 +42,36 @@ export function catalogUpdatesSkipped(spec: ComputeSpec): string | null {
   return null;
 }
 
+/** The maintenance connection, which planning may close and open again. */
+interface Main {
+  sql: Sql;
+  reconnect: () => Promise<Sql>;
+}
+
 async function plan(
-  sql: Sql,
+  main: Main,
   spec: ComputeSpec,
   opts: ApplySqlOptions,
   applicationName: string,
 ): Promise<Plan> {
-  const snapshot = await readCatalog(sql, {
+  const snapshot = await readCatalog(main.sql, {
     markerTimelineId: spec.drop_subscriptions_before_start ? opts.timelineId : null,
-    // Read over connections like the apply's own, so CURRENT_USER is the role the phase runs as.
-    publicSchemas: {
+  });
+  const wanted = publicSchemasToRead(spec, snapshot);
+  if (wanted.length > 0) {
+    // The maintenance connection is closed while the databases are read, which may then use its
+    // slot too: never more than 1 + concurrency connections at once, as while executing.
+    await main.sql.end({ timeout: 5 }).catch(() => {});
+    // Over connections like the apply's own, so CURRENT_USER is the role the phase runs as.
+    snapshot.publicSchemas = await readPublicSchemas(wanted, snapshot.databases, {
       connstr: opts.connstr,
-      databases: (catalog) => publicSchemasToRead(spec, catalog),
       privilegedRoleName: opts.privilegedRoleName,
-      concurrency: opts.concurrency,
+      concurrency: opts.concurrency + 1,
       applicationName,
       extraOptions: opts.extraOptions,
-    },
-  });
+    });
+    main.sql = await main.reconnect();
+  }
   return planSpec(snapshot, spec, {
     privilegedRoleName: opts.privilegedRoleName,
     timelineId: opts.timelineId,
@@ -70,15 +82,16 @@ async function plan(
 /** Brings the catalog of the Postgres at `connstr` in line with `spec`. */
 export async function applySpecSql(spec: ComputeSpec, opts: ApplySqlOptions): Promise<ApplyResult> {
   log.info(`Applying config with max ${opts.concurrency} concurrency`);
-  const sql = await maintenanceClient(opts.connstr, APPLY_APPLICATION_NAME, opts.extraOptions);
+  const connect = () => maintenanceClient(opts.connstr, APPLY_APPLICATION_NAME, opts.extraOptions);
+  const main: Main = { sql: await connect(), reconnect: connect };
   try {
     const t0 = performance.now();
-    const p = await plan(sql, spec, opts, APPLY_APPLICATION_NAME);
+    const p = await plan(main, spec, opts, APPLY_APPLICATION_NAME);
     const t1 = performance.now();
     const report = await executePlan(p, {
       connstr: opts.connstr,
       concurrency: opts.concurrency,
-      main: sql,
+      main: main.sql,
       extraOptions: opts.extraOptions,
       onStatementError: opts.onStatementError,
     });
@@ -91,7 +104,7 @@ export async function applySpecSql(spec: ComputeSpec, opts: ApplySqlOptions): Pr
     });
     return { ...report, plan: p, planMs: t1 - t0, executeMs: t2 - t1 };
   } finally {
-    await sql.end({ timeout: 5 }).catch(() => {});
+    await main.sql.end({ timeout: 5 }).catch(() => {});
   }
 }
 
@@ -108,13 +121,14 @@ export async function planSpecSql(
   if (skipped !== null) {
     return { plan: null, text: `-- nothing to run: ${skipped}\n` };
   }
-  const sql = await maintenanceClient(opts.connstr, PLAN_APPLICATION_NAME);
+  const connect = () => maintenanceClient(opts.connstr, PLAN_APPLICATION_NAME);
+  const main: Main = { sql: await connect(), reconnect: connect };
   try {
-    const p = await plan(sql, spec, { ...opts, concurrency: 1 }, PLAN_APPLICATION_NAME);
+    const p = await plan(main, spec, { ...opts, concurrency: 1 }, PLAN_APPLICATION_NAME);
     const systemDb = decodeURIComponent(opts.connstr.pathname.slice(1)) || "postgres";
     return { plan: p, text: formatPlan(p, systemDb) };
   } finally {
-    await sql.end({ timeout: 5 }).catch(() => {});
+    await main.sql.end({ timeout: 5 }).catch(() => {});
   }
 }
 

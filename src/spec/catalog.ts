@@ -63,11 +63,6 @@ export interface CatalogSnapshot {
 
 export interface PublicSchemaReadOptions {
   connstr: URL;
-  /**
-   * The databases to read, given the roles and databases just read; those missing or closed to
-   * connections are passed over.
-   */
-  databases: (catalog: Pick<CatalogSnapshot, "roles" | "databases">) => string[];
   privilegedRoleName: string;
   /** Connections open at once. */
   concurrency: number;
@@ -136,7 +131,7 @@ const bool = (v: unknown) => v === true || v === "t";
  * connections, `opts.concurrency` at a time. A database that cannot be read is left out (its
  * phase then runs, and reports the error if there is one).
  */
-async function readPublicSchemas(
+export async function readPublicSchemas(
   wanted: string[],
   databases: Map<string, CatalogDatabase>,
   opts: PublicSchemaReadOptions,
@@ -178,12 +173,11 @@ async function readPublicSchemas(
 
 /**
  * Reads roles and databases; with `markerTimelineId`, also whether subscriptions were already
- * dropped for that timeline (a missing marker table or schema means "not yet"); with
- * `publicSchemas`, the public schema of those databases.
+ * dropped for that timeline (a missing marker table or schema means "not yet").
  */
 export async function readCatalog(
   sql: Sql,
-  opts: { markerTimelineId?: string | null; publicSchemas?: PublicSchemaReadOptions } = {},
+  opts: { markerTimelineId?: string | null } = {},
 ): Promise<CatalogSnapshot> {
   const [roleRows, dbRows] = await Promise.all([
     sql.unsafe(ROLES_QUERY).simple(),
@@ -213,12 +207,7 @@ export async function readCatalog(
       }
     }
   }
-  const snapshot: CatalogSnapshot = { roles, databases, dropSubscriptionsDone };
-  const wanted = opts.publicSchemas?.databases(snapshot) ?? [];
-  if (opts.publicSchemas && wanted.length > 0) {
-    snapshot.publicSchemas = await readPublicSchemas(wanted, databases, opts.publicSchemas);
-  }
-  return snapshot;
+  return { roles, databases, dropSubscriptionsDone };
 }
 
 /**

@@ -3,8 +3,11 @@
 
 /** Microseconds since the epoch. */
 export function nowMicros(): number {
-  return Math.floor((performance.timeOrigin + performance.now()) * 1000);
+  return Math.floor((TIME_ORIGIN + performance.now()) * 1000);
 }
+
+// Read once: the getter costs as much as the rest of a log line's timestamp.
+const TIME_ORIGIN = performance.timeOrigin;
 
 /** Whole milliseconds since `t0` (a `performance.now()` value). */
 export function elapsedMs(t0: number): number {

@@ -54,7 +54,7 @@ export function statusHandler(state: ComputeState) {
       timeline = state.timeline;
       json = JSON.stringify(statusBody(state));
     }
-    return new Response(json, { status: 200, headers: { "content-type": "application/json" } });
+    return { status: 200, body: json, contentType: "application/json" };
   });
 }
 

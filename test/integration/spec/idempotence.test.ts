@@ -84,12 +84,20 @@ const perDatabase = (database: string): Session => ({
 const EXPECTED: Session[] = [
   perDatabase("app"),
   perDatabase("data db"),
+  // The maintenance session reads roles and databases, and is closed while the user databases
+  // are read; a new one runs the rest.
   {
     database: "postgres",
     statements: [
       "SET neon.forward_ddl = false",
       "SELECT rolname, rolpassword FROM pg_catalog.pg_authid",
       "SELECT d.datname, (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) d.datdba) AS owner, NOT d.datallowconn AS restrict_conn, d.datconnlimit OPERATOR(pg_catalog.=) (OPERATOR(pg_catalog.-) 2) AS invalid FROM pg_catalog.pg_database d",
+    ],
+  },
+  {
+    database: "postgres",
+    statements: [
+      "SET neon.forward_ddl = false",
       PRIVILEGED_ROLE,
       "CREATE SCHEMA IF NOT EXISTS neon",
       "CREATE EXTENSION IF NOT EXISTS neon WITH SCHEMA neon",

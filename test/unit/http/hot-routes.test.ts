@@ -11,7 +11,6 @@ import {
   createHttpApp,
   HttpError,
   hotPaths,
-  jsonResponse,
   plain,
   requestHandler,
   requestInfo,
@@ -22,6 +21,11 @@ import { externalApp, internalApp, type ServerContext } from "../../../src/http/
 import { configureLogging, log } from "../../../src/log.ts";
 
 const COMPUTE_ID = "compute-1";
+const json = (v: unknown) => ({
+  status: 200,
+  body: JSON.stringify(v),
+  contentType: "application/json",
+});
 let lines: string[] = [];
 let token: string;
 let otherComputeToken: string;
@@ -56,7 +60,7 @@ beforeAll(async () => {
     .use(
       new Elysia().get(
         "/open",
-        plain(() => jsonResponse(200, { open: true })),
+        plain(() => json({ open: true })),
       ),
     )
     .use(
@@ -68,7 +72,7 @@ beforeAll(async () => {
           plain(({ request }) => {
             if (boom === "http") throw new HttpError(412, "invalid compute status: Empty");
             if (boom === "error") throw new Error("Something Broke");
-            return jsonResponse(200, { id: requestInfo(request)?.id ?? null });
+            return json({ id: requestInfo(request)?.id ?? null });
           }),
         ),
     );
@@ -146,28 +150,28 @@ describe("which routes are hot", () => {
     const a = createHttpApp({ name: "internal", logger: log })
       .get(
         "/plain",
-        plain(() => new Response("x")),
+        plain(() => json("x")),
       )
       .get("/not-plain", () => new Response("x"))
       .get(
         "/schema",
-        plain(() => new Response("x")),
+        plain(() => json("x")),
         { query: t.Object({ q: t.String() }) },
       )
       .get(
         "/:param",
-        plain(() => new Response("x")),
+        plain(() => json("x")),
       )
       .use(
         // Shaped like authGuard's group, with a hook that is not a guard.
         new Elysia().use(new Elysia().onBeforeHandle({ as: "scoped" }, () => {})).get(
           "/hooked",
-          plain(() => new Response("x")),
+          plain(() => json("x")),
         ),
       )
       .post(
         "/post",
-        plain(() => new Response("x")),
+        plain(() => json("x")),
       );
     expect(hotPaths(a)).toEqual(["/plain"]);
   });
@@ -176,7 +180,7 @@ describe("which routes are hot", () => {
     const a = createHttpApp({ name: "internal", logger: log })
       .get(
         "/plain",
-        plain(() => new Response("x")),
+        plain(() => json("x")),
       )
       .onRequest(() => {});
     expect(hotPaths(a)).toEqual([]);

@@ -15,35 +15,11 @@ import { emptyConfig } from "../test/support/compute.ts";
 import { ed25519Key, jwks } from "../test/support/jwt.ts";
 import { freePort } from "../test/support/ports.ts";
 import { cleanup, makeUserDir, spawnAs, waitFor } from "../test/support/proc.ts";
-import { compileFloor, median, percentile, table } from "./_util.ts";
+import { compileFloor, median, percentile, table, wrk } from "./_util.ts";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 10_000);
-
-/** utime + stime of `pid`, in seconds. */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-/** wrk's req/s, and the server's CPU time per request (µs), which load on the machine bends less. */
-async function wrk(url: string, headers: Record<string, string>, seconds: number, pid: number) {
-  const cpu0 = cpuSeconds(pid);
-  const args = ["wrk", "-t1", "-c50", `-d${seconds}s`, "--latency"];
-  for (const [k, v] of Object.entries(headers)) args.push("-H", `${k}: ${v}`);
-  const p = Bun.spawn([...args, url], { stdout: "pipe", stderr: "pipe" });
-  const out = await new Response(p.stdout).text();
-  if ((await p.exited) !== 0) throw new Error(`wrk failed: ${await new Response(p.stderr).text()}`);
-  const cpu = cpuSeconds(pid) - cpu0;
-  const rps = Number(out.match(/Requests\/sec:\s+([\d.]+)/)?.[1]);
-  const requests = Number(out.match(/(\d+) requests in/)?.[1]);
-  if (/Non-2xx/.test(out) || /Socket errors/.test(out) || !Number.isFinite(rps)) {
-    throw new Error(`wrk reported errors against ${url}:\n${out}`);
-  }
-  return { rps, cpuUs: (cpu / requests) * 1e6 };
-}
 
 async function latencies(url: string, headers: Record<string, string>): Promise<number[]> {
   for (let i = 0; i < 500; i++) await (await fetch(url, { headers })).arrayBuffer();

@@ -155,7 +155,11 @@ function render(lvl: number, tag: Tag, message: string, fields: Fields | undefin
   for (const k in fields) {
     const v = fields[k];
     if (v === undefined) continue;
-    text += ` ${escapeControls(k)}=${typeof v === "number" ? v : escapeControls(fieldValue(v))}`;
+    const value =
+      typeof v === "number" || (typeof v === "string" && v !== "" && !NEEDS_WORK.test(v))
+        ? v
+        : escapeControls(fieldValue(v));
+    text += ` ${escapeControls(k)}=${value}`;
   }
   return `${ts} ${PADDED_LABEL[level] ?? level.padStart(5)} ${tag.head}${text}\n`;
 }
@@ -170,6 +174,8 @@ const PADDED_LABEL: Record<string, string> = {
 
 const CONTROL_ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
 const CONTROL = /[\x00-\x1f\x7f\u0085\u2028\u2029]/;
+/** A string field value that must be quoted (blank or `"`) or escaped; one pass for both. */
+const NEEDS_WORK = /[\s"\x00-\x1f\x7f\u0085\u2028\u2029]/;
 
 /**
  * Control characters (and the Unicode line separators) as visible escapes: a text line is one

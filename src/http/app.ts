@@ -552,7 +552,7 @@ function answerHot(
     // The headers in Elysia's order: the handler's, then the request id.
     res = new Response(a.body, {
       status: a.status,
-      headers: { "content-type": a.contentType, [X_REQUEST_ID]: info.id },
+      headers: { "content-type": a.contentType, "x-request-id": info.id },
     });
   } catch (err) {
     res = failureResponse("UNKNOWN", err, request, info.log, meta.index) as Response;

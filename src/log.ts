@@ -93,14 +93,15 @@ interface Sink {
 }
 
 /**
- * stderr. A line is written at once, as the reference does, so it reaches stderr before whatever
- * the code does next (a socket closed, an answer sent). Lines logged inside `deferLines` (the
- * access log of the hot HTTP routes, whose answer goes out after the handler returns anyway) are
- * instead kept until the end of the event-loop turn and written together: one write for every
- * request answered in that turn. Order is kept: a line written at once first writes what is
- * pending. Nothing is kept past the turn (setImmediate), past STDERR_BUFFER_MAX characters, or
- * past the process's `exit` event (process.exit, the end of the event loop, the exit after an
- * uncaught exception), so only a SIGKILL can lose deferred lines, those of the turn it interrupts.
+ * stderr, with blocking writes (see writeAll). A line is written at once, as the reference does,
+ * so it reaches stderr before whatever the code does next (a socket closed, an answer sent).
+ * Lines logged inside `deferLines` (the access log of the hot HTTP routes, whose answer goes out
+ * after the handler returns anyway) are instead kept until the end of the event-loop turn and
+ * written together: one write for every request answered in that turn. Order is kept: a line
+ * written at once first writes what is pending. Nothing is kept past the turn (setImmediate),
+ * past STDERR_BUFFER_MAX characters, or past the process's `exit` event (process.exit, the end of
+ * the event loop, the exit after an uncaught exception), so only a SIGKILL can lose deferred
+ * lines, those of the turn it interrupts.
  */
 class StderrSink implements Sink {
   #pending = "";
@@ -116,7 +117,7 @@ class StderrSink implements Sink {
       text = this.#pending + text;
       this.#pending = "";
     }
-    process.stderr.write(text);
+    writeAll(2, text);
   }
 
   defer(text: string): void {
@@ -133,7 +134,29 @@ class StderrSink implements Sink {
     if (this.#pending === "") return;
     const text = this.#pending;
     this.#pending = "";
-    process.stderr.write(text);
+    writeAll(2, text);
+  }
+}
+
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * Writes `text` to `fd` whole, blocking while the reader is behind (as the reference's stderr
+ * does). process.stderr.write would queue it in memory instead: with a log reader slower than the
+ * access log (a stalled collector, a busy parent) compute_ctl's memory grew without bound,
+ * ~300 MiB a minute under the soak's load. A non-blocking descriptor is retried every
+ * millisecond; a reader that is gone (EPIPE) or any other error drops the text.
+ */
+function writeAll(fd: number, text: string): void {
+  const bytes = Buffer.from(text, "utf8");
+  let off = 0;
+  while (off < bytes.length) {
+    try {
+      off += writeSync(fd, bytes, off, bytes.length - off);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EAGAIN") return;
+      Atomics.wait(pause, 0, 0, 1);
+    }
   }
 }
 

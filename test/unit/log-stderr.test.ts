@@ -2,7 +2,7 @@
 // which are joined into one write at the end of the event-loop turn. These check that no line is
 // lost or reordered by that, whatever way the process ends.
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -86,4 +86,39 @@ describe("stderr log sink", () => {
       "e",
     ]);
   });
+
+  test("a reader slower than the log holds the writer back instead of filling its memory", async () => {
+    // 200 MB of log lines through a pipe whose reader starts only after 3 s: the writer must
+    // wait for it (its RSS stays flat), not queue the text in memory as it did (found by the
+    // soak: ~300 MiB a minute of access log behind a busy reader).
+    const dir = mkdtempSync(join(tmpdir(), "log-stderr-"));
+    try {
+      const out = join(dir, "rss");
+      const script = join(dir, "child.ts");
+      writeFileSync(
+        script,
+        `import { writeFileSync } from "node:fs";
+import { log } from ${JSON.stringify(LOG)};
+const before = process.memoryUsage.rss();
+const pad = "x".repeat(1000);
+for (let turn = 0; turn < 200; turn++) {
+  for (let i = 0; i < 1000; i++) log.info("line", { pad });
+  await new Promise((r) => setImmediate(r));
+}
+writeFileSync(${JSON.stringify(out)}, String(process.memoryUsage.rss() - before));
+`,
+      );
+      const p = Bun.spawn(["sh", "-c", `bun ${script} 2>&1 >/dev/null | { sleep 3; wc -c; }`], {
+        stdout: "pipe",
+        stderr: "inherit",
+      });
+      const bytes = Number((await new Response(p.stdout).text()).trim());
+      await p.exited;
+      expect(bytes).toBeGreaterThan(200_000_000);
+      const grown = Number(readFileSync(out, "utf8"));
+      expect(grown).toBeLessThan(50 * 1024 * 1024);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

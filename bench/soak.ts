@@ -335,7 +335,12 @@ try {
     what: "compute_ctl to exit",
     timeoutMs: 20_000,
   });
+} catch (err) {
+  console.error(`soak: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  process.exitCode = 1;
 } finally {
   stop = true;
   await cleanup();
+  // The fake peers' servers would keep the event loop alive.
+  process.exit(process.exitCode ?? 0);
 }

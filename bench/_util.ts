@@ -1,6 +1,6 @@
 // Shared by the benchmarks: percentiles, a table printer, RSS from /proc, and a floor program
 // compiled the same way as compute_ctl (bun build --compile), so ratios compare like with like.
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -45,4 +45,33 @@ export async function compileFloor(name: string, source: string): Promise<string
   const r = await Bun.build({ entrypoints: [entry], compile: { outfile }, bytecode: true });
   if (!r.success) throw new Error(`floor build failed: ${r.logs.join("\n")}`);
   return outfile;
+}
+
+/** utime + stime of `pid`, in seconds. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** wrk's req/s, and the server's CPU time per request (µs), which load on the machine bends less. */
+export async function wrk(
+  url: string,
+  headers: Record<string, string>,
+  seconds: number,
+  pid: number,
+) {
+  const cpu0 = cpuSeconds(pid);
+  const args = ["wrk", "-t1", "-c50", `-d${seconds}s`, "--latency"];
+  for (const [k, v] of Object.entries(headers)) args.push("-H", `${k}: ${v}`);
+  const p = Bun.spawn([...args, url], { stdout: "pipe", stderr: "pipe" });
+  const out = await new Response(p.stdout).text();
+  if ((await p.exited) !== 0) throw new Error(`wrk failed: ${await new Response(p.stderr).text()}`);
+  const cpu = cpuSeconds(pid) - cpu0;
+  const rps = Number(out.match(/Requests\/sec:\s+([\d.]+)/)?.[1]);
+  const requests = Number(out.match(/(\d+) requests in/)?.[1]);
+  if (/Non-2xx/.test(out) || /Socket errors/.test(out) || !Number.isFinite(rps)) {
+    throw new Error(`wrk reported errors against ${url}:\n${out}`);
+  }
+  return { rps, cpuUs: (cpu / requests) * 1e6 };
 }

@@ -6,7 +6,8 @@
 // stderr (two access log lines per request) going to a file, as a supervisor would take it.
 //
 // Goals: req/s ratio >= 0.6 (0.65 on the development machine), /status p99 <= 1 ms.
-// BENCH_ROUNDS (default 5) and BENCH_SECONDS (default 3) size the wrk rounds.
+// BENCH_ROUNDS (default 5) and BENCH_SECONDS (default 3) size the wrk rounds; BENCH_BINARY
+// measures another build, BENCH_BASELINE adds a second build to the same alternation.
 import { openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { compiledBinary } from "../test/support/binary.ts";
@@ -14,35 +15,11 @@ import { emptyConfig } from "../test/support/compute.ts";
 import { ed25519Key, jwks } from "../test/support/jwt.ts";
 import { freePort } from "../test/support/ports.ts";
 import { cleanup, makeUserDir, spawnAs, waitFor } from "../test/support/proc.ts";
-import { compileFloor, median, percentile, table } from "./_util.ts";
+import { compileFloor, median, percentile, table, wrk } from "./_util.ts";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 10_000);
-
-/** utime + stime of `pid`, in seconds. */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-/** wrk's req/s, and the server's CPU time per request (µs), which load on the machine bends less. */
-async function wrk(url: string, headers: Record<string, string>, seconds: number, pid: number) {
-  const cpu0 = cpuSeconds(pid);
-  const args = ["wrk", "-t1", "-c50", `-d${seconds}s`, "--latency"];
-  for (const [k, v] of Object.entries(headers)) args.push("-H", `${k}: ${v}`);
-  const p = Bun.spawn([...args, url], { stdout: "pipe", stderr: "pipe" });
-  const out = await new Response(p.stdout).text();
-  if ((await p.exited) !== 0) throw new Error(`wrk failed: ${await new Response(p.stderr).text()}`);
-  const cpu = cpuSeconds(pid) - cpu0;
-  const rps = Number(out.match(/Requests\/sec:\s+([\d.]+)/)?.[1]);
-  const requests = Number(out.match(/(\d+) requests in/)?.[1]);
-  if (/Non-2xx/.test(out) || /Socket errors/.test(out) || !Number.isFinite(rps)) {
-    throw new Error(`wrk reported errors against ${url}:\n${out}`);
-  }
-  return { rps, cpuUs: (cpu / requests) * 1e6 };
-}
 
 async function latencies(url: string, headers: Record<string, string>): Promise<number[]> {
   for (let i = 0; i < 500; i++) await (await fetch(url, { headers })).arrayBuffer();
@@ -57,35 +34,71 @@ async function latencies(url: string, headers: Record<string, string>): Promise<
   return out.sort((a, b) => a - b);
 }
 
-try {
-  const loadBefore = readFileSync("/proc/loadavg", "utf8").trim();
-  const bin = await compiledBinary();
-  const key = await ed25519Key();
-  const token = await key.sign({ compute_id: "bench" });
-  const auth = { authorization: `Bearer ${token}` };
+interface Server {
+  name: string;
+  url: string;
+  headers: Record<string, string>;
+  pid: number;
+  proc: { kill(signal?: number | NodeJS.Signals): void };
+  logPath?: string;
+  lat: number[];
+  rps: number[];
+  cpuUs: number[];
+}
 
-  const dir = await makeUserDir("bench-http-");
-  const configPath = join(dir, "config.json");
-  await Bun.write(configPath, JSON.stringify(emptyConfig(jwks(key))));
+async function startComputeCtl(
+  name: string,
+  bin: string,
+  configPath: string,
+  dir: string,
+  auth: Record<string, string>,
+): Promise<Server> {
   const [ext, int] = [await freePort(), await freePort()];
-  const logPath = join(dir, "compute_ctl.log");
-  const logFd = openSync(logPath, "a");
-  const compute = spawnAs(
+  const logPath = join(dir, `${name}.log`);
+  const proc = spawnAs(
     [
       bin,
-      ...["-D", join(dir, "pgdata"), "-C", "postgresql://cloud_admin@127.0.0.1:1/postgres"],
+      ...["-D", join(dir, `pgdata-${name}`), "-C", "postgresql://cloud_admin@127.0.0.1:1/postgres"],
       ...["-b", "/usr/lib/postgresql/15/bin/postgres", "--compute-id", "bench"],
       ...["--external-http-port", String(ext), "--internal-http-port", String(int)],
       ...["-c", configPath],
     ],
-    { env: { OTEL_SDK_DISABLED: "true" }, stdout: "ignore", stderr: logFd },
+    { env: { OTEL_SDK_DISABLED: "true" }, stdout: "ignore", stderr: openSync(logPath, "a") },
   );
   const url = `http://127.0.0.1:${ext}/status`;
   await waitFor(async () => (await fetch(url, { headers: auth })).status === 200, {
-    what: "compute_ctl's external server",
+    what: `${name}'s external server`,
     timeoutMs: 15_000,
   });
-  const body = await (await fetch(url, { headers: auth })).text();
+  return { name, url, headers: auth, pid: proc.pid, proc, logPath, lat: [], rps: [], cpuUs: [] };
+}
+
+try {
+  const loadBefore = readFileSync("/proc/loadavg", "utf8").trim();
+  const key = await ed25519Key();
+  const token = await key.sign({ compute_id: "bench" });
+  const auth = { authorization: `Bearer ${token}` };
+  const dir = await makeUserDir("bench-http-");
+  const configPath = join(dir, "config.json");
+  await Bun.write(configPath, JSON.stringify(emptyConfig(jwks(key))));
+
+  // BENCH_BINARY: another build than this checkout's; BENCH_BASELINE: a second build measured in
+  // the same alternation (before/after figures from one run).
+  const servers: Server[] = [
+    await startComputeCtl(
+      "compute_ctl",
+      process.env.BENCH_BINARY ?? (await compiledBinary()),
+      configPath,
+      dir,
+      auth,
+    ),
+  ];
+  if (process.env.BENCH_BASELINE) {
+    servers.push(
+      await startComputeCtl("baseline", process.env.BENCH_BASELINE, configPath, dir, auth),
+    );
+  }
+  const body = await (await fetch(servers[0]!.url, { headers: auth })).text();
 
   const floorPort = await freePort();
   const floorBin = await compileFloor(
@@ -94,60 +107,80 @@ try {
      Bun.serve({ hostname: "::", port: ${floorPort}, fetch: () =>
        new Response(body, { headers: { "content-type": "application/json" } }) });`,
   );
-  const floor = Bun.spawn([floorBin], { stdout: "ignore", stderr: "ignore" });
-  const floorUrl = `http://127.0.0.1:${floorPort}/status`;
-  await waitFor(async () => (await fetch(floorUrl)).status === 200, { what: "the floor" });
+  const floorProc = Bun.spawn([floorBin], { stdout: "ignore", stderr: "ignore" });
+  const floor: Server = {
+    name: "floor",
+    url: `http://127.0.0.1:${floorPort}/status`,
+    headers: {},
+    pid: floorProc.pid,
+    proc: floorProc,
+    lat: [],
+    rps: [],
+    cpuUs: [],
+  };
+  await waitFor(async () => (await fetch(floor.url)).status === 200, { what: "the floor" });
+  const all = [floor, ...servers];
 
-  // Latency first, while the log file is small.
-  const lat = await latencies(url, auth);
-  const floorLat = await latencies(floorUrl, {});
+  // Latency first, while the log files are small.
+  for (const s of all) s.lat = await latencies(s.url, s.headers);
 
-  // Warm both (JIT), then alternate.
-  await wrk(floorUrl, {}, 1, floor.pid);
-  await wrk(url, auth, 1, compute.pid);
-  const ours: number[] = [];
-  const floors: number[] = [];
-  const ratios: number[] = [];
-  const cpuOurs: number[] = [];
-  const cpuFloor: number[] = [];
+  // Warm all (JIT), then alternate.
+  for (const s of all) await wrk(s.url, s.headers, 1, s.pid);
   for (let i = 0; i < ROUNDS; i++) {
-    const f = await wrk(floorUrl, {}, SECONDS, floor.pid);
-    const o = await wrk(url, auth, SECONDS, compute.pid);
-    floors.push(f.rps);
-    ours.push(o.rps);
-    ratios.push(o.rps / f.rps);
-    cpuFloor.push(f.cpuUs);
-    cpuOurs.push(o.cpuUs);
-    console.log(
-      `round ${i + 1}: floor ${f.rps.toFixed(0)} req/s (${f.cpuUs.toFixed(1)} µs CPU/req), ` +
-        `compute_ctl ${o.rps.toFixed(0)} req/s (${o.cpuUs.toFixed(1)} µs CPU/req)`,
-    );
+    const parts: string[] = [];
+    for (const s of all) {
+      const r = await wrk(s.url, s.headers, SECONDS, s.pid);
+      s.rps.push(r.rps);
+      s.cpuUs.push(r.cpuUs);
+      parts.push(`${s.name} ${r.rps.toFixed(0)} req/s (${r.cpuUs.toFixed(1)} µs CPU/req)`);
+    }
+    console.log(`round ${i + 1}: ${parts.join(", ")}`);
   }
-  floor.kill("SIGKILL");
-  compute.kill("SIGKILL");
-  await compute.exited;
-  const logLines = readFileSync(logPath, "utf8").split("\n").length;
+  for (const s of all) s.proc.kill("SIGKILL");
 
   const p = percentile;
-  table([
-    ["measure", "compute_ctl", "floor", "ratio", "goal"],
-    [
-      `/status req/s, wrk -t1 -c50, median of ${ROUNDS}`,
-      median(ours),
-      median(floors),
-      median(ratios),
-      ">= 0.6",
-    ],
-    [
-      `/status p50 ms (${REQUESTS} seq.)`,
-      p(lat, 50),
-      p(floorLat, 50),
-      p(lat, 50) / p(floorLat, 50),
-    ],
-    ["/status p99 ms", p(lat, 99), p(floorLat, 99), p(lat, 99) / p(floorLat, 99), "<= 1 ms"],
-  ]);
-  console.log(`ratios per round: ${ratios.map((r) => r.toFixed(3)).join(" ")}`);
-  console.log(`compute_ctl wrote ${logLines} log lines`);
+  const rows: (string | number)[][] = [["measure", "server", "value", "floor", "ratio", "goal"]];
+  for (const s of servers) {
+    const ratios = s.rps.map((r, i) => r / (floor.rps[i] ?? Number.NaN));
+    rows.push(
+      [
+        `/status req/s, wrk -t1 -c50, median of ${ROUNDS}`,
+        s.name,
+        median(s.rps),
+        median(floor.rps),
+        median(ratios),
+        ">= 0.6",
+      ],
+      [
+        "server CPU µs per /status, median",
+        s.name,
+        median(s.cpuUs),
+        median(floor.cpuUs),
+        median(s.cpuUs) / median(floor.cpuUs),
+        "",
+      ],
+      [
+        `/status p50 ms (${REQUESTS} seq.)`,
+        s.name,
+        p(s.lat, 50),
+        p(floor.lat, 50),
+        p(s.lat, 50) / p(floor.lat, 50),
+        "",
+      ],
+      [
+        "/status p99 ms",
+        s.name,
+        p(s.lat, 99),
+        p(floor.lat, 99),
+        p(s.lat, 99) / p(floor.lat, 99),
+        "<= 1 ms",
+      ],
+    );
+    console.log(`${s.name} ratios per round: ${ratios.map((r) => r.toFixed(3)).join(" ")}`);
+    const lines = readFileSync(s.logPath as string, "utf8").split("\n").length - 1;
+    console.log(`${s.name} wrote ${lines} log lines`);
+  }
+  table(rows);
   console.log(
     `loadavg before: ${loadBefore}; after: ${readFileSync("/proc/loadavg", "utf8").trim()}`,
   );

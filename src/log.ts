@@ -88,16 +88,20 @@ export interface Logger {
 
 interface Sink {
   write(text: string): void;
+  /** Writes `text` by the end of the current event-loop turn (a sink without it writes at once). */
+  defer?(text: string): void;
 }
 
 /**
- * stderr, written once per turn of the event loop: the lines logged during one turn (the access
- * log lines of every request answered in it, a burst of Postgres output) are joined and written
- * with one call at the end of the turn (setImmediate), in the order they were logged. Nothing is
- * held longer than that turn: more than STDERR_BUFFER_MAX pending characters are written at once,
- * and the process's `exit` event (process.exit, the end of the event loop, the exit after an
- * uncaught exception) writes what is pending, so only a SIGKILL can lose lines, and only those of
- * the turn it interrupts.
+ * stderr, with blocking writes (see writeAll). A line is written at once, as the reference does,
+ * so it reaches stderr before whatever the code does next (a socket closed, an answer sent).
+ * Lines logged inside `deferLines` (the access log of the hot HTTP routes, whose answer goes out
+ * after the handler returns anyway) are instead kept until the end of the event-loop turn and
+ * written together: one write for every request answered in that turn. Order is kept: a line
+ * written at once first writes what is pending. Nothing is kept past the turn (setImmediate),
+ * past STDERR_BUFFER_MAX characters, or past the process's `exit` event (process.exit, the end of
+ * the event loop, the exit after an uncaught exception), so only a SIGKILL can lose deferred
+ * lines, those of the turn it interrupts.
  */
 class StderrSink implements Sink {
   #pending = "";
@@ -109,6 +113,14 @@ class StderrSink implements Sink {
   }
 
   write(text: string): void {
+    if (this.#pending !== "") {
+      text = this.#pending + text;
+      this.#pending = "";
+    }
+    writeAll(2, text);
+  }
+
+  defer(text: string): void {
     this.#pending += text;
     if (this.#pending.length > STDERR_BUFFER_MAX) this.flush();
     else if (!this.#scheduled) {
@@ -122,7 +134,29 @@ class StderrSink implements Sink {
     if (this.#pending === "") return;
     const text = this.#pending;
     this.#pending = "";
-    process.stderr.write(text);
+    writeAll(2, text);
+  }
+}
+
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * Writes `text` to `fd` whole, blocking while the reader is behind (as the reference's stderr
+ * does). process.stderr.write would queue it in memory instead: with a log reader slower than the
+ * access log (a stalled collector, a busy parent) compute_ctl's memory grew without bound,
+ * ~300 MiB a minute under the soak's load. A non-blocking descriptor is retried every
+ * millisecond; a reader that is gone (EPIPE) or any other error drops the text.
+ */
+function writeAll(fd: number, text: string): void {
+  const bytes = Buffer.from(text, "utf8");
+  let off = 0;
+  while (off < bytes.length) {
+    try {
+      off += writeSync(fd, bytes, off, bytes.length - off);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EAGAIN") return;
+      Atomics.wait(pause, 0, 0, 1);
+    }
   }
 }
 
@@ -155,7 +189,11 @@ function render(lvl: number, tag: Tag, message: string, fields: Fields | undefin
   for (const k in fields) {
     const v = fields[k];
     if (v === undefined) continue;
-    text += ` ${escapeControls(k)}=${typeof v === "number" ? v : escapeControls(fieldValue(v))}`;
+    const value =
+      typeof v === "number" || (typeof v === "string" && v !== "" && !NEEDS_WORK.test(v))
+        ? v
+        : escapeControls(fieldValue(v));
+    text += ` ${escapeControls(k)}=${value}`;
   }
   return `${ts} ${PADDED_LABEL[level] ?? level.padStart(5)} ${tag.head}${text}\n`;
 }
@@ -170,6 +208,8 @@ const PADDED_LABEL: Record<string, string> = {
 
 const CONTROL_ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
 const CONTROL = /[\x00-\x1f\x7f\u0085\u2028\u2029]/;
+/** A string field value that must be quoted (blank or `"`) or escaped; one pass for both. */
+const NEEDS_WORK = /[\s"\x00-\x1f\x7f\u0085\u2028\u2029]/;
 
 /**
  * Control characters (and the Unicode line separators) as visible escapes: a text line is one
@@ -274,9 +314,28 @@ function fileMessage(message: string, fields: Fields | undefined): string {
 
 let level = LEVELS.info;
 
+let deferring = false;
+
+/**
+ * Runs `fn`; the lines it logs synchronously may reach stderr at the end of the event-loop turn
+ * instead of at once (still in order with every other line). For work whose visible effect comes
+ * after `fn` returns anyway, such as a request's access log lines.
+ */
+export function deferLines<T>(fn: () => T): T {
+  const outer = deferring;
+  deferring = true;
+  try {
+    return fn();
+  } finally {
+    deferring = outer;
+  }
+}
+
 function emit(lvl: number, tag: Tag, message: string, fields: Fields | undefined): void {
   if (lvl > level) return;
-  sink.write(render(lvl, tag, message ?? "", fields));
+  const line = render(lvl, tag, message ?? "", fields);
+  if (deferring && sink.defer) sink.defer(line);
+  else sink.write(line);
   files?.write(LEVEL_LABEL[lvl] ?? "INFO", fileMessage(message, fields));
 }
 

@@ -28,6 +28,7 @@ import {
 import { tracingConfigFromEnv } from "./tracing/config.ts";
 import { initTracing, shutdownTracing } from "./tracing/index.ts";
 import { releaseEarlySignalExit } from "./util/early-signals.ts";
+import { releaseIdleMemorySoon } from "./util/idle-memory.ts";
 import type { SdNotifier } from "./util/sd-notify.ts";
 import { parentDeathWarning } from "./util/spawn.ts";
 import { BUILD_TAG } from "./version.ts";
@@ -201,6 +202,9 @@ async function runCompute(
 
     const state = new ComputeState(metrics, Math.floor(performance.timeOrigin * 1000));
     hooks.onState(state);
+    state.onChange((to) => {
+      if (to === "running") releaseIdleMemorySoon();
+    });
     const lfc = new LfcManager({
       connstr: params.connstr,
       metrics,

@@ -15,7 +15,7 @@
 import { type AnyElysia, Elysia, StatusMap } from "elysia";
 import { type ComputeStatus, displayStatus } from "../api/status.ts";
 import { formatOneLine } from "../errors.ts";
-import type { Logger } from "../log.ts";
+import { deferLines, type Logger } from "../log.ts";
 import { startHttpSpan } from "../tracing/index.ts";
 import { readAllBounded } from "../util/streams.ts";
 import type { Authorizer, AuthResult } from "./auth.ts";
@@ -552,7 +552,7 @@ function answerHot(
     // The headers in Elysia's order: the handler's, then the request id.
     res = new Response(a.body, {
       status: a.status,
-      headers: { "content-type": a.contentType, [X_REQUEST_ID]: info.id },
+      headers: { "content-type": a.contentType, "x-request-id": info.id },
     });
   } catch (err) {
     res = failureResponse("UNKNOWN", err, request, info.log, meta.index) as Response;
@@ -623,7 +623,9 @@ export function requestHandler(app: AnyElysia): (request: Request) => Response |
         raw.body === null &&
         !raw.headers.has("transfer-encoding")
       ) {
-        return serveHot(route, raw, uri, meta);
+        // Its access log lines go out at the end of the turn, with those of the other requests
+        // answered in it: the answer is sent after this returns anyway.
+        return deferLines(() => serveHot(route, raw, uri, meta));
       }
     }
     return serveOne(app, withAbsoluteUrl(raw));

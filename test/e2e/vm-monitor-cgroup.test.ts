@@ -28,6 +28,10 @@ afterAll(async () => {
   await cleanup();
 });
 
+/** Waits (a little) for a log line: lines are written at the end of an event-loop turn. */
+const logged = (cond: () => boolean) =>
+  waitFor(cond, { what: "the log line", timeoutMs: 3000, intervalMs: 10 }).catch(() => undefined);
+
 /** Waits until the watcher has surely taken `ms` worth of new samples. */
 const settle = (ms = 700) => Bun.sleep(ms);
 
@@ -49,13 +53,17 @@ describe("memory watcher and decisions (compute_ctl vm-monitor --cgroup)", () =>
     expect(first!.at - wrote).toBeLessThan(1500);
     expect(agent.upscaleRequests.slice(0, 4).map((r) => r.id)).toEqual([3, 5, 7, 9]);
     // Never two within 1 s, by the monitor's own clock (its log lines, in microseconds)...
-    const sent = monitor.stderr
-      .lines()
-      .slice(linesBefore)
-      .filter((l) => l.startsWith("{"))
-      .map((l) => JSON.parse(l) as { timestamp: string; message: string; id?: number })
-      .filter((l) => l.message.startsWith("cgroup memory stats are high enough"))
-      .slice(0, 4);
+    const upscaleLines = () =>
+      monitor.stderr
+        .lines()
+        .slice(linesBefore)
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as { timestamp: string; message: string; id?: number })
+        .filter((l) => l.message.startsWith("cgroup memory stats are high enough"))
+        .slice(0, 4);
+    // The log is written at the end of the event-loop turn that sent the request.
+    await logged(() => upscaleLines().length >= 4);
+    const sent = upscaleLines();
     expect(sent.map((l) => l.id)).toEqual([3, 5, 7, 9]);
     const micros = (t: string) => Date.parse(t) * 1000 + (Number(t.slice(23, 26)) || 0);
     for (let i = 1; i < 4; i++) {
@@ -77,6 +85,9 @@ describe("memory watcher and decisions (compute_ctl vm-monitor --cgroup)", () =>
     expect(agent.upscaleRequests.length).toBe(count);
     expect(agent.violations).toEqual([]);
 
+    await logged(() =>
+      monitor.stderr.text.includes("cgroup memory stats are high enough to upscale"),
+    );
     expect(monitor.stderr.text).toContain("cgroup memory stats are high enough to upscale");
     agent.close();
   });
@@ -158,6 +169,7 @@ describe("memory watcher and decisions (compute_ctl vm-monitor --cgroup)", () =>
       expect(await agent.handshake({ min: 1, max: 1 })).toEqual({ version: 1 });
       const closed = await agent.closed;
       expect(closed.code).toBe(1011);
+      await logged(() => m.stderr.text.includes("could not find memory subsystem"));
       expect(m.stderr.text).toContain("could not find memory subsystem");
     } finally {
       m.proc.kill("SIGTERM");
@@ -184,9 +196,10 @@ describe("memory watcher and decisions (compute_ctl vm-monitor --cgroup)", () =>
         error: "failed to downscale",
         id: 2,
       });
-      expect(m.stderr.text).toContain(
-        "haven't gotten cgroup memory stats recently enough to determine downscaling information",
-      );
+      const stale =
+        "haven't gotten cgroup memory stats recently enough to determine downscaling information";
+      await logged(() => m.stderr.text.includes(stale));
+      expect(m.stderr.text).toContain(stale);
       // Still serving the agent otherwise.
       expect(await agent.healthCheck()).toEqual({ type: "HealthCheck", id: 4 });
     } finally {

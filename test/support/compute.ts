@@ -35,6 +35,8 @@ export interface StartOptions {
   waitReady?: boolean;
   /** Another compute_ctl executable than compiledBinary() (benchmarks compare builds). */
   binary?: string;
+  /** Keep only about the last this many characters of stderr (long runs); default all. */
+  stderrTailChars?: number;
 }
 
 export interface RunningCompute {
@@ -97,7 +99,10 @@ export async function startCompute(opts: StartOptions = {}): Promise<RunningComp
     env: { OTEL_SDK_DISABLED: "true", ...opts.env },
   });
   const spawnedAt = performance.now();
-  const stderr = collectStream(proc.stderr, { prefix: "[compute_ctl] " });
+  const stderr = collectStream(proc.stderr, {
+    prefix: "[compute_ctl] ",
+    tailChars: opts.stderrTailChars,
+  });
   collectStream(proc.stdout, { prefix: "[compute_ctl stdout] " });
   const external = `http://127.0.0.1:${externalPort}`;
   const internal = `http://127.0.0.1:${internalPort}`;

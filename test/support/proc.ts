@@ -336,6 +336,8 @@ export class StreamBuffer {
   constructor(
     stream: ReadableStream<Uint8Array> | null | undefined,
     private readonly echoPrefix?: string,
+    /** Keep only about the last this many characters (a long run's output); default all. */
+    private readonly tailChars?: number,
   ) {
     this.done = stream ? this.pump(stream) : Promise.resolve(this.finish());
   }
@@ -354,6 +356,9 @@ export class StreamBuffer {
   private append(s: string): void {
     if (!s) return;
     this.text += s;
+    if (this.tailChars !== undefined && this.text.length > 2 * this.tailChars) {
+      this.text = this.text.slice(-this.tailChars);
+    }
     if (this.echoPrefix !== undefined) {
       process.stderr.write(
         s.replace(/^(?=.)/gm, this.echoPrefix), // prefix each line start
@@ -384,12 +389,13 @@ export class StreamBuffer {
  */
 export function collectStream(
   stream: ReadableStream<Uint8Array> | number | null | undefined,
-  opts: { echo?: boolean; prefix?: string } = {},
+  opts: { echo?: boolean; prefix?: string; tailChars?: number } = {},
 ): StreamBuffer {
   const echo = opts.echo ?? VERBOSE;
   return new StreamBuffer(
     typeof stream === "object" ? stream : null,
     echo ? (opts.prefix ?? "") : undefined,
+    opts.tailChars,
   );
 }
 

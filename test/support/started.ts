@@ -27,6 +27,8 @@ export async function start(
     extraArgs?: string[];
     /** Wait until the external server answers (default true). */
     waitReady?: boolean;
+    /** Keep only about the last this many characters of compute_ctl's stderr. */
+    stderrTailChars?: number;
   } = {},
 ): Promise<Started> {
   const stack = await startLocalStack(opts);
@@ -42,6 +44,7 @@ export async function start(
     env: { ...FAST, ...opts.env },
     args: opts.extraArgs,
     waitReady: opts.waitReady,
+    stderrTailChars: opts.stderrTailChars,
   });
   const token = await key.sign({ compute_id: compute.computeId });
   return { stack, compute, key, token };

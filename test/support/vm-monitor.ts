@@ -87,6 +87,8 @@ export async function startAutoscaling(opts: {
   template?: StackOptions["template"];
   /** More compute_ctl environment. */
   env?: Record<string, string>;
+  /** Keep only about the last this many characters of compute_ctl's stderr. */
+  stderrTailChars?: number;
 }): Promise<AutoscalingCompute> {
   const stack = await startLocalStack({ spec: opts.spec, template: opts.template });
   // Placeholders for the neon extension's file-cache GUCs (the extension is not loaded here).
@@ -117,6 +119,7 @@ export async function startAutoscaling(opts: {
       "--filecache-connstr",
       `host=127.0.0.1 port=${stack.pgPort} dbname=postgres user=cloud_admin sslmode=disable application_name=vm-monitor`,
     ],
+    stderrTailChars: opts.stderrTailChars,
   });
   const token = await key.sign({ compute_id: compute.computeId });
   return {

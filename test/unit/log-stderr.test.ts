@@ -1,12 +1,18 @@
-// The default log sink joins the lines of one event-loop turn into one stderr write; these check
-// that no line is lost or reordered by that, whatever way the process ends.
-import { describe, expect, test } from "bun:test";
+// The default log sink: a line reaches stderr at once, except lines logged inside deferLines,
+// which are joined into one write at the end of the event-loop turn. These check that no line is
+// lost or reordered by that, whatever way the process ends.
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const LOG = join(import.meta.dir, "../../src/log.ts");
+const dir = mkdtempSync(join(tmpdir(), "log-stderr-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+/** Runs `body` in a child with `log`, `writeRaw` and `deferLines` imported; its stderr lines. */
 async function child(body: string): Promise<{ code: number | null; lines: string[] }> {
-  const script = `import { log, writeRaw } from ${JSON.stringify(LOG)};\n${body}`;
+  const script = `import { deferLines, log, writeRaw } from ${JSON.stringify(LOG)};\n${body}`;
   const p = Bun.spawn(["bun", "-e", script], { stdout: "ignore", stderr: "pipe" });
   const text = await new Response(p.stderr).text();
   await p.exited;
@@ -17,22 +23,38 @@ const messages = (lines: string[]) =>
   lines.filter((l) => / INFO /.test(l)).map((l) => l.replace(/^\S+Z {2}INFO /, ""));
 
 describe("stderr log sink", () => {
-  test("lines logged just before process.exit are written, in order", async () => {
-    const r = await child(`log.info("one"); log.info("two"); process.exit(3);`);
-    expect(r.code).toBe(3);
-    expect(messages(r.lines)).toEqual(["one", "two"]);
+  test("a line is on stderr before the next statement runs", async () => {
+    const path = join(dir, "stderr.txt");
+    const script = `import { log } from ${JSON.stringify(LOG)};
+      import { readFileSync } from "node:fs";
+      log.info("written at once");
+      process.stdout.write(readFileSync(${JSON.stringify(path)}, "utf8").includes("written at once") ? "yes" : "no");`;
+    const p = Bun.spawn(["bun", "-e", script], { stdout: "pipe", stderr: openSync(path, "w") });
+    expect(await new Response(p.stdout).text()).toBe("yes");
+    await p.exited;
+    expect(readFileSync(path, "utf8")).toContain("written at once");
   });
 
-  test("lines logged just before an uncaught exception are written", async () => {
-    const r = await child(`log.info("before the crash"); throw new Error("crash");`);
+  test("deferred lines just before process.exit are written, in order", async () => {
+    const r = await child(
+      `deferLines(() => { log.info("one"); log.info("two"); }); deferLines(() => log.info("three")); process.exit(3);`,
+    );
+    expect(r.code).toBe(3);
+    expect(messages(r.lines)).toEqual(["one", "two", "three"]);
+  });
+
+  test("deferred lines just before an uncaught exception are written", async () => {
+    const r = await child(
+      `deferLines(() => log.info("before the crash")); throw new Error("crash");`,
+    );
     expect(r.code).not.toBe(0);
     expect(messages(r.lines)).toEqual(["before the crash"]);
     expect(r.lines.some((l) => l.includes("crash"))).toBe(true);
   });
 
-  test("a burst larger than the buffer keeps every line, in order, one per line", async () => {
+  test("a deferred burst larger than the buffer keeps every line, in order, one per line", async () => {
     const r = await child(
-      `for (let i = 0; i < 5000; i++) log.info("line " + i, { pad: "x".repeat(40) });`,
+      `deferLines(() => { for (let i = 0; i < 5000; i++) log.info("line " + i, { pad: "x".repeat(40) }); });`,
     );
     expect(r.code).toBe(0);
     const got = messages(r.lines);
@@ -42,15 +64,16 @@ describe("stderr log sink", () => {
     });
   });
 
-  test("log lines and raw lines across turns keep their order", async () => {
+  test("deferred, immediate and raw lines keep the order they were logged in", async () => {
     const r = await child(`
-      log.info("a");
+      deferLines(() => log.info("a"));
       writeRaw("PG: raw 1");
+      deferLines(() => log.info("b"));
       await Bun.sleep(5);
-      log.info("b");
-      setImmediate(() => { log.info("c"); writeRaw("PG: raw 2"); });
+      deferLines(() => log.info("c"));
+      setImmediate(() => { log.info("d"); writeRaw("PG: raw 2"); });
       await Bun.sleep(5);
-      log.info("d");
+      deferLines(() => log.info("e"));
     `);
     expect(r.code).toBe(0);
     expect(r.lines.map((l) => l.replace(/^\S+Z {2}INFO /, ""))).toEqual([
@@ -58,8 +81,44 @@ describe("stderr log sink", () => {
       "PG: raw 1",
       "b",
       "c",
-      "PG: raw 2",
       "d",
+      "PG: raw 2",
+      "e",
     ]);
   });
+
+  test("a reader slower than the log holds the writer back instead of filling its memory", async () => {
+    // 200 MB of log lines through a pipe whose reader starts only after 3 s: the writer must
+    // wait for it (its RSS stays flat), not queue the text in memory as it did (found by the
+    // soak: ~300 MiB a minute of access log behind a busy reader).
+    const dir = mkdtempSync(join(tmpdir(), "log-stderr-"));
+    try {
+      const out = join(dir, "rss");
+      const script = join(dir, "child.ts");
+      writeFileSync(
+        script,
+        `import { writeFileSync } from "node:fs";
+import { log } from ${JSON.stringify(LOG)};
+const before = process.memoryUsage.rss();
+const pad = "x".repeat(1000);
+for (let turn = 0; turn < 200; turn++) {
+  for (let i = 0; i < 1000; i++) log.info("line", { pad });
+  await new Promise((r) => setImmediate(r));
+}
+writeFileSync(${JSON.stringify(out)}, String(process.memoryUsage.rss() - before));
+`,
+      );
+      const p = Bun.spawn(["sh", "-c", `bun ${script} 2>&1 >/dev/null | { sleep 3; wc -c; }`], {
+        stdout: "pipe",
+        stderr: "inherit",
+      });
+      const bytes = Number((await new Response(p.stdout).text()).trim());
+      await p.exited;
+      expect(bytes).toBeGreaterThan(200_000_000);
+      const grown = Number(readFileSync(out, "utf8"));
+      expect(grown).toBeLessThan(50 * 1024 * 1024);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

@@ -1,6 +1,14 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { discardPgdata, discardsSettled, isDiscarded } from "../../../src/compute/old-pgdata.ts";
@@ -35,6 +43,18 @@ describe("discardPgdata", () => {
     await discardsSettled();
     expect(readdirSync(parent)).toEqual(["pgdata"]);
     expect(readdirSync(pgdata)).toEqual([]);
+  });
+
+  test("a symlink inside (pg_dynshmem -> /dev/shm/) is removed, never followed", async () => {
+    const shm = join(parent, "shm");
+    mkdirSync(shm);
+    writeFileSync(join(shm, "PostgreSQL.1234"), "segment");
+    fill(pgdata);
+    symlinkSync(`${shm}/`, join(pgdata, "pg_dynshmem"));
+    await discardPgdata(pgdata);
+    await discardsSettled();
+    expect(readdirSync(parent)).toEqual(["shm"]);
+    expect(readdirSync(shm)).toEqual(["PostgreSQL.1234"]);
   });
 
   test("a missing PGDATA is no error and nothing is created", async () => {

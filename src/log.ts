@@ -56,25 +56,7 @@ function fieldValue(v: unknown): string {
   return String(v);
 }
 
-/**
- * Parses a RUST_LOG-style filter: comma-separated directives, a bare level is the default, and
- * `compute_ctl=<level>` (our crate's name upstream) wins over it. Unknown text falls back to info.
- */
-export function parseLevelFilter(filter: string | undefined): LogLevelName {
-  if (!filter) return "info";
-  let fallback: LogLevelName | undefined;
-  for (const raw of filter.split(",")) {
-    const d = raw.trim().toLowerCase();
-    const eq = d.indexOf("=");
-    if (eq === -1) {
-      if (d in LEVELS) fallback = d as LogLevelName;
-    } else if (d.slice(0, eq) === "compute_ctl") {
-      const lvl = d.slice(eq + 1);
-      if (lvl in LEVELS) return lvl as LogLevelName;
-    }
-  }
-  return fallback ?? "info";
-}
+export { parseLevelFilter } from "./util/log-level.ts";
 
 export interface Logger {
   error(message: string, fields?: Fields): void;

@@ -9,7 +9,7 @@ import { type ArgsDef, defineCommand } from "citty";
 import type { Params } from "./config/params.ts";
 import { isPrivilegedRoleName } from "./config/role-name.ts";
 import { ConfigError, UsageError } from "./errors.ts";
-import { type LogFormat, type LogLevelName, parseLevelFilter } from "./log.ts";
+import type { LogFormat, LogLevelName } from "./log.ts";
 import {
   type ArgDef,
   type ArgTable,
@@ -22,6 +22,7 @@ import {
   scanArgs,
   usageLine,
 } from "./util/args.ts";
+import { parseLevelFilter } from "./util/log-level.ts";
 import { BUILD_TAG, BUILD_TARGET, VERSION } from "./version.ts";
 
 export type CliResult =

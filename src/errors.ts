@@ -1,7 +1,6 @@
 // Error types that decide the exit code, and the rendering of cause chains. Errors are thrown
 // with `cause`; the chain is rendered once, at the edge (the /status `error` field, the exit
 // log line).
-import { constants } from "node:os";
 
 /** A command-line usage error: exit code 2. */
 export class UsageError extends Error {
@@ -76,6 +75,8 @@ const OS_ERROR_TEXTS: Record<string, string> = {
 export function osErrorText(err: unknown): string | null {
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code !== "string") return null;
+  // node:os is loaded here, not with this module: the command line's errors need none of it.
+  const { constants } = require("node:os") as typeof import("node:os");
   const errno = (constants.errno as Record<string, number>)[code];
   const text = OS_ERROR_TEXTS[code];
   if (errno === undefined || text === undefined) return null;

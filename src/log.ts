@@ -56,25 +56,7 @@ function fieldValue(v: unknown): string {
   return String(v);
 }
 
-/**
- * Parses a RUST_LOG-style filter: comma-separated directives, a bare level is the default, and
- * `compute_ctl=<level>` (our crate's name upstream) wins over it. Unknown text falls back to info.
- */
-export function parseLevelFilter(filter: string | undefined): LogLevelName {
-  if (!filter) return "info";
-  let fallback: LogLevelName | undefined;
-  for (const raw of filter.split(",")) {
-    const d = raw.trim().toLowerCase();
-    const eq = d.indexOf("=");
-    if (eq === -1) {
-      if (d in LEVELS) fallback = d as LogLevelName;
-    } else if (d.slice(0, eq) === "compute_ctl") {
-      const lvl = d.slice(eq + 1);
-      if (lvl in LEVELS) return lvl as LogLevelName;
-    }
-  }
-  return fallback ?? "info";
-}
+export { parseLevelFilter } from "./util/log-level.ts";
 
 export interface Logger {
   error(message: string, fields?: Fields): void;
@@ -97,27 +79,26 @@ interface Sink {
  * so it reaches stderr before whatever the code does next (a socket closed, an answer sent).
  * Lines logged inside `deferLines` (the access log of the hot HTTP routes, whose answer goes out
  * after the handler returns anyway) are instead kept until the end of the event-loop turn and
- * written together: one write for every request answered in that turn. Order is kept: a line
- * written at once first writes what is pending. Nothing is kept past the turn (setImmediate),
- * past STDERR_BUFFER_MAX characters, or past the process's `exit` event (process.exit, the end of
- * the event loop, the exit after an uncaught exception), so only a SIGKILL can lose deferred
- * lines, those of the turn it interrupts.
+ * written together: one write for every request answered in that turn, which does not wait for a
+ * slow reader while less than STDERR_BACKLOG_MAX bytes are behind. Order is kept: a line written
+ * at once first writes what is deferred. Deferred lines are written at the process's `exit` event
+ * (process.exit, the end of the event loop, the exit after an uncaught exception), so only a
+ * SIGKILL can lose them: those of the turn it interrupts, and any the reader had not taken yet.
  */
 class StderrSink implements Sink {
   #pending = "";
+  /** Deferred bytes the descriptor refused (EAGAIN: the reader is behind), retried every ms. */
+  #stuck: Buffer | null = null;
   #scheduled = false;
   readonly #flush = () => this.flush();
+  readonly #flushAll = () => this.#writeBacklog("");
 
   constructor() {
-    process.on("exit", this.#flush);
+    process.on("exit", this.#flushAll);
   }
 
   write(text: string): void {
-    if (this.#pending !== "") {
-      text = this.#pending + text;
-      this.#pending = "";
-    }
-    writeAll(2, text);
+    this.#writeBacklog(text);
   }
 
   defer(text: string): void {
@@ -129,37 +110,83 @@ class StderrSink implements Sink {
     }
   }
 
+  /**
+   * Writes the deferred lines without waiting for a slow reader: what the descriptor does not
+   * take now is retried a millisecond later (the event loop keeps serving meanwhile). Past
+   * STDERR_BACKLOG_MAX bytes waiting, it waits like any other write.
+   */
   flush(): void {
     this.#scheduled = false;
-    if (this.#pending === "") return;
-    const text = this.#pending;
-    this.#pending = "";
-    writeAll(2, text);
+    let bytes = this.#stuck;
+    this.#stuck = null;
+    if (this.#pending !== "") {
+      const more = Buffer.from(this.#pending, "utf8");
+      this.#pending = "";
+      bytes = bytes === null ? more : Buffer.concat([bytes, more]);
+    }
+    if (bytes === null) return;
+    const rest = writeSome(2, bytes);
+    if (rest === null) return;
+    if (rest.length > STDERR_BACKLOG_MAX) {
+      writeAll(2, rest);
+      return;
+    }
+    this.#stuck = rest;
+    this.#scheduled = true;
+    setTimeout(this.#flush, 1);
+  }
+
+  /** Everything deferred, then `text`, waiting for the reader as long as it takes. */
+  #writeBacklog(text: string): void {
+    if (this.#stuck !== null) {
+      writeAll(2, this.#stuck);
+      this.#stuck = null;
+    }
+    if (this.#pending !== "") {
+      text = this.#pending + text;
+      this.#pending = "";
+    }
+    if (text !== "") writeAll(2, Buffer.from(text, "utf8"));
   }
 }
 
 const pause = new Int32Array(new SharedArrayBuffer(4));
 
 /**
- * Writes `text` to `fd` whole, blocking while the reader is behind (as the reference's stderr
+ * Writes `bytes` to `fd` whole, blocking while the reader is behind (as the reference's stderr
  * does). process.stderr.write would queue it in memory instead: with a log reader slower than the
  * access log (a stalled collector, a busy parent) compute_ctl's memory grew without bound,
  * ~300 MiB a minute under the soak's load. A non-blocking descriptor is retried every
  * millisecond; a reader that is gone (EPIPE) or any other error drops the text.
  */
-function writeAll(fd: number, text: string): void {
-  const bytes = Buffer.from(text, "utf8");
+function writeAll(fd: number, bytes: Buffer): void {
+  let rest: Buffer | null = bytes;
+  for (;;) {
+    rest = writeSome(fd, rest);
+    if (rest === null) return;
+    Atomics.wait(pause, 0, 0, 1);
+  }
+}
+
+/**
+ * Writes what `fd` takes now; returns the rest when the descriptor is full (EAGAIN), null when
+ * all was written or the text is dropped (EPIPE or another error).
+ */
+function writeSome(fd: number, bytes: Buffer): Buffer | null {
   let off = 0;
   while (off < bytes.length) {
     try {
       off += writeSync(fd, bytes, off, bytes.length - off);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EAGAIN") return;
-      Atomics.wait(pause, 0, 0, 1);
+      if ((err as NodeJS.ErrnoException).code !== "EAGAIN") return null;
+      return bytes.subarray(off);
     }
   }
+  return null;
 }
 
+/** How many deferred bytes may wait for a slow reader before writes block on it. */
+const STDERR_BACKLOG_MAX = 1024 * 1024;
 const STDERR_BUFFER_MAX = 64 * 1024;
 
 let sink: Sink = new StderrSink();

@@ -139,16 +139,31 @@ export async function executePlan(plan: Plan, opts: ExecuteOptions): Promise<Exe
       ...plan.perDatabase.filter((t) => t.startsAfter),
       ...plan.perDatabase.filter((t) => !t.startsAfter),
     ];
+    // While the main phases run, early tasks run one at a time: the CREATE DATABASE stream is the
+    // apply's critical path, and a wider fan-out would only take CPU and disk from it.
+    let mainRunning = true;
+    let early = Promise.resolve();
+    const oneAtATime = (task: DatabaseTask) => {
+      const run = early.then(() => runTask(task));
+      early = run.then(
+        () => {},
+        () => {},
+      );
+      return run;
+    };
     const perDatabase = pool(ordered, limit, async (task) => {
-      if (await goFor(task)) await runTask(task);
+      if (!(await goFor(task))) return;
+      await (mainRunning && task.startsAfter ? oneAtATime(task) : runTask(task));
     });
     const onSettled = (s: Statement, ok: boolean) => gates.get(s)?.resolve(ok);
     try {
       for (const p of plan.main) {
         report.statements += await runPhase(opts.main, p, "", opts.onStatementError, onSettled);
       }
+      mainRunning = false;
       mainDone.resolve(true);
     } catch (err) {
+      mainRunning = false;
       mainDone.resolve(false);
       for (const g of gates.values()) g.resolve(false);
       await perDatabase;

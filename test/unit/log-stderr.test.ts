@@ -121,4 +121,40 @@ writeFileSync(${JSON.stringify(out)}, String(process.memoryUsage.rss() - before)
       rmSync(dir, { recursive: true, force: true });
     }
   }, 60_000);
+
+  test("deferred lines wait for a slow reader in order, with a bounded backlog", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "log-stderr-"));
+    try {
+      const out = join(dir, "rss");
+      const script = join(dir, "child.ts");
+      writeFileSync(
+        script,
+        `import { writeFileSync } from "node:fs";
+import { deferLines, log } from ${JSON.stringify(LOG)};
+const before = process.memoryUsage.rss();
+const pad = "x".repeat(1000);
+let n = 0;
+for (let turn = 0; turn < 100; turn++) {
+  deferLines(() => { for (let i = 0; i < 500; i++) log.info("line " + n++, { pad }); });
+  await new Promise((r) => setImmediate(r));
+}
+writeFileSync(${JSON.stringify(out)}, String(process.memoryUsage.rss() - before));
+`,
+      );
+      const p = Bun.spawn(
+        [
+          "sh",
+          "-c",
+          `bun ${script} 2>&1 >/dev/null | { sleep 2; grep -o 'line [0-9]*' | awk '$2 != NR - 1 { bad = 1 } END { print bad ? -1 : NR }'; }`,
+        ],
+        { stdout: "pipe", stderr: "inherit" },
+      );
+      const lines = Number((await new Response(p.stdout).text()).trim());
+      await p.exited;
+      expect(lines).toBe(50_000);
+      expect(Number(readFileSync(out, "utf8"))).toBeLessThan(50 * 1024 * 1024);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

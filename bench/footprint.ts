@@ -183,7 +183,7 @@ try {
       memRunning.rss / memRunningFloor.rss,
       `≤ ${GOAL_RSS_MIB} MiB (${verdict(memRunning.rss <= GOAL_RSS_MIB)})`,
     ],
-    ["running compute VmHWM MiB", memRunning.hwm, memRunningFloor.hwm, Number.NaN, ""],
+    ["running compute VmHWM MiB", memRunning.hwm, memRunningFloor.hwm, "", ""],
   ]);
 } finally {
   await cleanup();

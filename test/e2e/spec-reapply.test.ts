@@ -104,25 +104,7 @@ primaryTest(
       }
 
       // Behind compute_ctl's back: the admin takes the public schema of one database.
-      const p = Bun.spawn(
-        [
-          "psql",
-          "-X",
-          "-At",
-          "-h",
-          "127.0.0.1",
-          "-p",
-          String(s.stack.pgPort),
-          "-U",
-          "cloud_admin",
-          "-d",
-          "app 3",
-          "-c",
-          "ALTER SCHEMA public OWNER TO cloud_admin",
-        ],
-        { stdout: "pipe", stderr: "pipe" },
-      );
-      expect(await p.exited).toBe(0);
+      await psql(s, "ALTER SCHEMA public OWNER TO cloud_admin", "app 3");
 
       await logSince(s, 0);
       from = s.compute.stderr.text.length;
@@ -132,25 +114,12 @@ primaryTest(
         .filter(([, statements]) => statements.some((x) => !x.startsWith("WITH me AS ")))
         .map(([db]) => db);
       expect(written).toEqual(["app 3"]);
-      const owner = Bun.spawn(
-        [
-          "psql",
-          "-X",
-          "-At",
-          "-h",
-          "127.0.0.1",
-          "-p",
-          String(s.stack.pgPort),
-          "-U",
-          "cloud_admin",
-          "-d",
-          "app 3",
-          "-c",
-          "SELECT nspowner::regrole FROM pg_namespace WHERE nspname = 'public'",
-        ],
-        { stdout: "pipe", stderr: "pipe" },
+      const owner = await psql(
+        s,
+        "SELECT nspowner::regrole FROM pg_namespace WHERE nspname = 'public'",
+        "app 3",
       );
-      expect((await new Response(owner.stdout).text()).trim()).toBe("alice");
+      expect(owner.trim()).toBe("alice");
     } finally {
       await terminate(s, "immediate").catch(() => {});
       await s.compute.exited;

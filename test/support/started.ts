@@ -67,7 +67,8 @@ export async function waitStatus(s: Started, want: string, timeoutMs = 30_000) {
   );
 }
 
-export async function psql(s: Started, query: string): Promise<string> {
+/** `query` through psql as cloud_admin, in `database` (postgres unless given). */
+export async function psql(s: Started, query: string, database = "postgres"): Promise<string> {
   const p = Bun.spawn(
     [
       "psql",
@@ -80,7 +81,7 @@ export async function psql(s: Started, query: string): Promise<string> {
       "-U",
       "cloud_admin",
       "-d",
-      "postgres",
+      database,
       "-c",
       query,
     ],

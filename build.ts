@@ -4,7 +4,7 @@
 // --target may repeat or take a comma list; the default is linux x64 + linux arm64 (glibc).
 // Bun fetches the runtime of a foreign target from the npm registry, so any host builds any target.
 import { execFileSync } from "node:child_process";
-import { readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 
 const ROOT = import.meta.dir;
@@ -40,7 +40,14 @@ export function sourceKey(buildTag: string = process.env.BUILD_TAG || "latest"):
     count++;
     newest = Math.max(newest, st.mtimeMs);
   };
-  for (const p of ["src", "build.ts", "package.json", "bun.lock", "tsconfig.json"]) {
+  for (const p of [
+    "src",
+    "build.ts",
+    "package.json",
+    "bun.lock",
+    "tsconfig.json",
+    "build-profile",
+  ]) {
     visit(join(ROOT, p));
   }
   return `${newest}:${count}:${buildTag}`;
@@ -90,6 +97,16 @@ export async function buildVersion(): Promise<string> {
  */
 export const JIT_POLICY = 16;
 
+/**
+ * Profiles of the functions an Empty and a running compute use (recorded by
+ * scripts/bytecode-order.ts, most common start first): the executable's bytecode is laid out with
+ * those functions together at the front, so a compute maps ~2.2-2.4 MiB fewer bytecode pages. A
+ * profile from an older source state still applies to the functions that did not change.
+ */
+export const BYTECODE_ORDER_FILES = ["running.txt", "empty.txt"].map((name) =>
+  join(ROOT, "build-profile", name),
+);
+
 export interface BuildOptions {
   /** src/main.ts unless --entry (used to exercise the build itself while main does not compile). */
   entry: string;
@@ -105,6 +122,7 @@ async function compileOne(
   defines: Record<string, string>,
   bytecode: boolean,
 ): Promise<void> {
+  const orderFiles = BYTECODE_ORDER_FILES.filter((f) => existsSync(f));
   const result = await Bun.build({
     entrypoints: [entry],
     target: "bun",
@@ -126,6 +144,8 @@ async function compileOne(
       autoloadDotenv: false,
       autoloadBunfig: false,
       jitPolicy: JIT_POLICY,
+      // A missing profile only costs memory; the build goes on without it.
+      bytecodeOrder: bytecode && orderFiles.length > 0 ? orderFiles : false,
     },
   });
   // With splitting, Bun also writes each chunk's source map beside the executable although the

@@ -1,6 +1,7 @@
-// Exact byte counts out of a stream whose chunks have any size: the framing layer of the binary
-// formats read from a stream (tar archives, binary COPY). Chunks are held only until consumed;
-// what is asked for within one chunk comes back as a view into it, never copied.
+// Exact byte counts pulled out of an async stream whose chunks have any size: the framing layer
+// of the binary formats read from a stream (tar archives, binary COPY). Chunks are held only
+// until consumed; what is asked for within one chunk comes back as a view into it, never copied.
+import { ByteQueue } from "./byte-queue.ts";
 
 export interface ByteReaderOptions {
   /** The error thrown when the source ends inside something asked for. */
@@ -10,10 +11,7 @@ export interface ByteReaderOptions {
 }
 
 export class ByteReader {
-  private chunks: Uint8Array[] = [];
-  /** Bytes of chunks[0] already consumed. */
-  private pos = 0;
-  private buffered = 0;
+  private readonly queue = new ByteQueue();
   private ended = false;
 
   constructor(
@@ -34,10 +32,7 @@ export class ByteReader {
       this.ended = true;
       return false;
     }
-    if (r.value.byteLength > 0) {
-      this.chunks.push(r.value);
-      this.buffered += r.value.byteLength;
-    }
+    this.queue.push(r.value);
     return true;
   }
 
@@ -47,7 +42,7 @@ export class ByteReader {
 
   /** True once `n` more bytes are buffered; false when the source ends first. */
   async has(n: number): Promise<boolean> {
-    while (this.buffered < n) {
+    while (this.queue.length < n) {
       if (!(await this.pull())) return false;
     }
     return true;
@@ -59,22 +54,7 @@ export class ByteReader {
    */
   async take(n: number): Promise<Uint8Array> {
     if (!(await this.has(n))) throw this.endedEarly();
-    const first = this.chunks[0] as Uint8Array | undefined;
-    if (first && first.byteLength - this.pos >= n) {
-      const out = first.subarray(this.pos, this.pos + n);
-      this.consume(n);
-      return out;
-    }
-    const out = new Uint8Array(n);
-    let o = 0;
-    while (o < n) {
-      const c = this.chunks[0] as Uint8Array;
-      const k = Math.min(c.byteLength - this.pos, n - o);
-      out.set(c.subarray(this.pos, this.pos + k), o);
-      o += k;
-      this.consume(k);
-    }
-    return out;
+    return this.queue.take(n);
   }
 
   /** The next `n` bytes as a DataView (big-endian reads for wire formats). */
@@ -87,14 +67,10 @@ export class ByteReader {
   async *slices(n: number): AsyncGenerator<Uint8Array> {
     let left = n;
     while (left > 0) {
-      if (this.buffered === 0 && !(await this.pull())) throw this.endedEarly();
-      const c = this.chunks[0];
-      if (!c) continue;
-      const k = Math.min(left, c.byteLength - this.pos);
-      const out = c.subarray(this.pos, this.pos + k);
-      this.consume(k);
-      left -= k;
-      yield out;
+      if (this.queue.length === 0 && !(await this.pull())) throw this.endedEarly();
+      const out = this.queue.takeSome(left);
+      left -= out.length;
+      if (out.length > 0) yield out;
     }
   }
 
@@ -112,18 +88,6 @@ export class ByteReader {
 
   /** Releases the source (a stream's iterator cancels the stream). */
   async close(): Promise<void> {
-    this.chunks = [];
-    this.buffered = 0;
     await this.source.return?.().catch(() => undefined);
-  }
-
-  private consume(n: number): void {
-    this.pos += n;
-    this.buffered -= n;
-    const first = this.chunks[0] as Uint8Array;
-    if (this.pos === first.byteLength) {
-      this.chunks.shift();
-      this.pos = 0;
-    }
   }
 }

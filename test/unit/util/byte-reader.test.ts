@@ -82,7 +82,7 @@ describe("ByteReader", () => {
       readError: (err) => new Error(`download failed: ${(err as Error).message}`, { cause: err }),
     });
     expect(bytes(await wrapped.take(1))).toEqual([1]);
-    const err = await wrapped.take(1).catch((e: Error) => e);
+    const err = (await wrapped.take(1).catch((e: unknown) => e)) as Error;
     expect(err.message).toBe("download failed: connection reset");
     expect(err.cause).toBe(boom);
     const plain = new ByteReader(source([], boom).it);

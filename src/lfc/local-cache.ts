@@ -3,6 +3,7 @@
 // buffered twice by the client (seconds and about 5x the state in memory for a large state). A
 // binary COPY of the same select carries the raw bytes, which are streamed into one buffer.
 import type { Sql } from "postgres";
+import { ByteReader } from "../util/byte-reader.ts";
 
 const SIGNATURE = Buffer.from("PGCOPY\n\xff\r\n\0", "latin1");
 
@@ -109,7 +110,9 @@ export interface CompressedState {
  */
 export async function compressLocalCacheState(sql: Sql): Promise<CompressedState | null> {
   const stream = await sql.unsafe(CHUNKED_STATE_QUERY).readable();
-  const input = new ByteReader(stream[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>);
+  const input = new ByteReader(stream[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>, {
+    endedEarly: () => new Error("LFC state ended early"),
+  });
   const head = await input.take(19);
   if (!Buffer.from(head.subarray(0, 11)).equals(SIGNATURE)) {
     throw new Error("not a binary COPY stream");
@@ -187,78 +190,5 @@ export async function compressLocalCacheState(sql: Sql): Promise<CompressedState
 export class ZstdError extends Error {
   constructor(cause: unknown) {
     super("zstd compression failed", { cause });
-  }
-}
-
-/** Pulls exact byte counts out of a chunked stream. */
-class ByteReader {
-  private buf: Uint8Array = new Uint8Array(0);
-  private pos = 0;
-  private done = false;
-
-  constructor(private readonly it: AsyncIterator<Uint8Array>) {}
-
-  private async fill(): Promise<boolean> {
-    if (this.done) return false;
-    const r = await this.it.next();
-    if (r.done) {
-      this.done = true;
-      return false;
-    }
-    this.buf = r.value;
-    this.pos = 0;
-    return true;
-  }
-
-  /** Exactly n bytes (n small), copied. */
-  async take(n: number): Promise<Uint8Array> {
-    const out = new Uint8Array(n);
-    let got = 0;
-    while (got < n) {
-      if (this.pos >= this.buf.length && !(await this.fill())) {
-        throw new Error("LFC state ended early");
-      }
-      const k = Math.min(n - got, this.buf.length - this.pos);
-      out.set(this.buf.subarray(this.pos, this.pos + k), got);
-      this.pos += k;
-      got += k;
-    }
-    return out;
-  }
-
-  async view(n: number): Promise<DataView> {
-    const b = await this.take(n);
-    return new DataView(b.buffer, b.byteOffset, n);
-  }
-
-  async skip(n: number): Promise<void> {
-    for await (const _ of this.slices(n)) {
-      // discarded
-    }
-  }
-
-  /** The next n bytes as views into the received chunks, without copying. */
-  async *slices(n: number): AsyncGenerator<Uint8Array> {
-    let left = n;
-    while (left > 0) {
-      if (this.pos >= this.buf.length && !(await this.fill())) {
-        throw new Error("LFC state ended early");
-      }
-      const k = Math.min(left, this.buf.length - this.pos);
-      yield this.buf.subarray(this.pos, this.pos + k);
-      this.pos += k;
-      left -= k;
-    }
-  }
-
-  async atEnd(): Promise<boolean> {
-    while (this.pos >= this.buf.length) {
-      if (!(await this.fill())) return true;
-    }
-    return false;
-  }
-
-  async close(): Promise<void> {
-    await this.it.return?.().catch(() => undefined);
   }
 }

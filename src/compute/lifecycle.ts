@@ -370,6 +370,7 @@ export class Lifecycle {
         metrics,
         intervalSeconds: () =>
           this.env.state.extensionStatsIntervalSeconds ?? this.env.extensionStatsIntervalSeconds,
+        yieldTo: () => this.env.state.whenNotApplying(),
       }),
     ];
     if (pspec.spec.autoprewarm) lfc.prewarm();

@@ -84,7 +84,9 @@ export async function startCompute(
   const t1 = performance.now();
   if (computeModeType(pspec.spec.mode) === "primary") {
     await inSpan("apply_config", () => configureAsPrimary(env, pspec));
-    void reportInstalledExtensions(params.connstr, env.metrics);
+    void reportInstalledExtensions(params.connstr, env.metrics, {
+      yieldTo: () => state.whenNotApplying(),
+    });
   }
   timings.config_ms = elapsedMs(t1);
   timings.total_startup_ms = Math.max(0, Math.floor((nowMicros() - state.startTimeMicros) / 1000));

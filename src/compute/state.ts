@@ -3,7 +3,7 @@
 // followed by a notification; "wait until status is X" is a promise.
 import type { ParsedSpec } from "../api/parsed-spec.ts";
 import { type ComputeMetrics, emptyComputeMetrics } from "../api/responses.ts";
-import { type ComputeStatus, displayStatus } from "../api/status.ts";
+import { COMPUTE_STATUSES, type ComputeStatus, displayStatus } from "../api/status.ts";
 import { log } from "../log.ts";
 import type { Metrics } from "../metrics/registry.ts";
 import { nowMicros } from "../util/clock.ts";
@@ -37,6 +37,13 @@ const TRANSITIONS: Record<ComputeStatus, readonly ComputeStatus[]> = {
   refresh_configuration_pending: ["refresh_configuration"],
   refresh_configuration: ["running", "refresh_configuration_pending"],
 };
+
+const APPLYING: readonly ComputeStatus[] = [
+  "configuration_pending",
+  "configuration",
+  "refresh_configuration",
+];
+const NOT_APPLYING = COMPUTE_STATUSES.filter((s) => !APPLYING.includes(s));
 
 export function canTransition(from: ComputeStatus, to: ComputeStatus): boolean {
   if (to === "failed") return from !== "failed" && from !== "terminated";
@@ -135,6 +142,14 @@ export class ComputeState {
     return new Promise((resolve) => {
       this.#waiters.add({ accept: (s) => statuses.includes(s), resolve });
     });
+  }
+
+  /**
+   * Resolves once no spec apply is about to run or running (at once when none is): the status is
+   * none of configuration_pending, configuration and refresh_configuration.
+   */
+  whenNotApplying(): Promise<ComputeStatus> {
+    return this.waitFor(NOT_APPLYING);
   }
 
   onChange(listener: (to: ComputeStatus, from: ComputeStatus) => void): () => void {

@@ -2,6 +2,7 @@
 // header parser in util/tar.ts: one over bytes in memory, one over a stream with size and entry
 // limits (what a download goes through). It only parses; deciding what is acceptable is
 // archive.ts's job, so every entry type is reported as it is, never followed or interpreted.
+import { ByteReader } from "../util/byte-reader.ts";
 import {
   applyMeta,
   BLOCK,
@@ -146,67 +147,27 @@ export async function readTarStream(
   stream: ReadableStream<Uint8Array>,
   limits: TarLimits,
 ): Promise<TarEntry[]> {
-  const reader = stream.getReader();
-  const chunks: Uint8Array[] = [];
-  let buffered = 0;
-  let ended = false;
-  /** True once `n` bytes are buffered; false when the stream ends first. */
-  const fill = async (n: number): Promise<boolean> => {
-    while (buffered < n && !ended) {
-      let r: Awaited<ReturnType<typeof reader.read>>;
-      try {
-        r = await reader.read();
-      } catch (err) {
-        throw new TarStreamError(err instanceof Error ? err.message : String(err), {
-          cause: err,
-        });
-      }
-      if (r.done) ended = true;
-      else if (r.value.byteLength > 0) {
-        chunks.push(r.value);
-        buffered += r.value.byteLength;
-      }
-    }
-    return buffered >= n;
-  };
-  const take = (n: number): Uint8Array => {
-    const first = chunks[0];
-    if (first && first.byteLength >= n) {
-      const out = first.subarray(0, n);
-      if (first.byteLength === n) chunks.shift();
-      else chunks[0] = first.subarray(n);
-      buffered -= n;
-      return out;
-    }
-    const out = new Uint8Array(n);
-    let o = 0;
-    while (o < n) {
-      const c = chunks[0] as Uint8Array;
-      const k = Math.min(c.byteLength, n - o);
-      out.set(c.subarray(0, k), o);
-      o += k;
-      if (k === c.byteLength) chunks.shift();
-      else chunks[0] = c.subarray(k);
-    }
-    buffered -= n;
-    return out;
-  };
-
+  const input = new ByteReader(stream[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>, {
+    endedEarly: () => new TarError("truncated tar archive"),
+    readError: (err) =>
+      new TarStreamError(err instanceof Error ? err.message : String(err), { cause: err }),
+  });
   const c = new Collector(limits);
   let off = 0;
   try {
-    while (await fill(BLOCK)) {
-      const e = c.header(take(BLOCK), off);
+    // Less than a block left ends the archive, and so does padding cut short after the last
+    // entry; entry data cut short is a truncation (take throws).
+    while (await input.has(BLOCK)) {
+      const e = c.header(await input.take(BLOCK), off);
       if (e === null) break;
       const pad = paddingOf(e.size);
-      if (!(await fill(e.size))) throw new TarError("truncated tar archive");
       // A copy: the entry outlives the chunk it was cut from, which may be much larger.
-      c.data(e, take(e.size).slice());
-      if (pad > 0 && (await fill(pad))) take(pad);
+      c.data(e, (await input.take(e.size)).slice());
+      if (pad > 0 && (await input.has(pad))) await input.skip(pad);
       off += BLOCK + e.size + pad;
     }
     return c.finish();
   } finally {
-    await reader.cancel().catch(() => {});
+    await input.close();
   }
 }

@@ -1,82 +1,11 @@
 // Reading `neon.get_local_cache_state()` in binary. postgres.js receives query results in text
 // format only, which turns a bytea into hex text of twice its size, encoded by the server and
 // buffered twice by the client (seconds and about 5x the state in memory for a large state). A
-// binary COPY of the same select carries the raw bytes, which are streamed into one buffer.
+// binary COPY of the state in 1 MiB rows carries the raw bytes, streamed into a compressor.
 import type { Sql } from "postgres";
+import { ByteReader } from "../util/byte-reader.ts";
 
 const SIGNATURE = Buffer.from("PGCOPY\n\xff\r\n\0", "latin1");
-
-/** The state, or null when the function returns NULL (LFC disabled or empty). */
-export async function readLocalCacheState(sql: Sql): Promise<Uint8Array | null> {
-  const stream = await sql
-    .unsafe("COPY (select neon.get_local_cache_state()) TO STDOUT (FORMAT binary)")
-    .readable();
-  const parser = new CopyBinaryField();
-  for await (const chunk of stream) parser.push(chunk as Buffer);
-  return parser.finish();
-}
-
-/**
- * The single field of a single-row binary COPY: signature, flags, header extension, then
- * int16 field count, int32 length (-1 = NULL) and the bytes, then the int16 -1 trailer.
- */
-export class CopyBinaryField {
-  private head: Buffer[] = [];
-  private headLen = 0;
-  private out: Uint8Array | null = null;
-  private filled = 0;
-  private isNull = false;
-  private tail: Buffer[] = [];
-
-  push(chunk: Buffer): void {
-    if (this.out === null && !this.isNull) {
-      this.head.push(chunk);
-      this.headLen += chunk.length;
-      const buf = Buffer.concat(this.head, this.headLen);
-      if (buf.length < 19) return;
-      if (!buf.subarray(0, 11).equals(SIGNATURE)) throw new Error("not a binary COPY stream");
-      const start = 19 + buf.readUInt32BE(15);
-      if (buf.length < start + 6) return;
-      if (buf.readInt16BE(start) !== 1) throw new Error("expected one column from the LFC state");
-      const len = buf.readInt32BE(start + 2);
-      this.head = [];
-      if (len === -1) {
-        this.isNull = true;
-        this.tail.push(buf.subarray(start + 6));
-        return;
-      }
-      chunk = buf.subarray(start + 6);
-      if (chunk.length >= len) {
-        // The usual case: Postgres sends the row as one CopyData message, which postgres.js
-        // hands over whole; keep a view instead of copying hundreds of megabytes.
-        this.out = chunk.subarray(0, len);
-        this.filled = len;
-        chunk = chunk.subarray(len);
-      } else {
-        this.out = new Uint8Array(len);
-      }
-    }
-    if (this.out !== null && this.filled < this.out.length) {
-      const n = Math.min(chunk.length, this.out.length - this.filled);
-      this.out.set(chunk.subarray(0, n), this.filled);
-      this.filled += n;
-      chunk = chunk.subarray(n);
-    }
-    if (chunk.length > 0) this.tail.push(chunk);
-  }
-
-  finish(): Uint8Array | null {
-    const tail = Buffer.concat(this.tail);
-    if ((this.out === null && !this.isNull) || (this.out && this.filled < this.out.length)) {
-      throw new Error("LFC state ended early");
-    }
-    // The trailer: a field count of -1. A second row would mean this is not the neon function.
-    if (tail.length !== 2 || tail.readInt16BE(0) !== -1) {
-      throw new Error("expected exactly one row from the LFC state");
-    }
-    return this.out;
-  }
-}
 
 /** Bytes of the state per row of the chunked query: one CopyData message each. */
 const STATE_CHUNK_BYTES = 1 << 20;
@@ -109,7 +38,9 @@ export interface CompressedState {
  */
 export async function compressLocalCacheState(sql: Sql): Promise<CompressedState | null> {
   const stream = await sql.unsafe(CHUNKED_STATE_QUERY).readable();
-  const input = new ByteReader(stream[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>);
+  const input = new ByteReader(stream[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>, {
+    endedEarly: () => new Error("LFC state ended early"),
+  });
   const head = await input.take(19);
   if (!Buffer.from(head.subarray(0, 11)).equals(SIGNATURE)) {
     throw new Error("not a binary COPY stream");
@@ -128,10 +59,17 @@ export async function compressLocalCacheState(sql: Sql): Promise<CompressedState
     z.on("end", resolve);
     z.on("error", () => resolve());
   });
+  // Each wait removes both of its listeners, whichever fires: a large state waits thousands of
+  // times, and an error listener left behind per wait piles up on the compressor.
   const drained = () =>
     new Promise<void>((resolve) => {
-      z.once("drain", resolve);
-      z.once("error", () => resolve());
+      const done = () => {
+        z.off("drain", done);
+        z.off("error", done);
+        resolve();
+      };
+      z.on("drain", done);
+      z.on("error", done);
     });
   let compressMs = 0;
   let bytes = 0;
@@ -187,78 +125,5 @@ export async function compressLocalCacheState(sql: Sql): Promise<CompressedState
 export class ZstdError extends Error {
   constructor(cause: unknown) {
     super("zstd compression failed", { cause });
-  }
-}
-
-/** Pulls exact byte counts out of a chunked stream. */
-class ByteReader {
-  private buf: Uint8Array = new Uint8Array(0);
-  private pos = 0;
-  private done = false;
-
-  constructor(private readonly it: AsyncIterator<Uint8Array>) {}
-
-  private async fill(): Promise<boolean> {
-    if (this.done) return false;
-    const r = await this.it.next();
-    if (r.done) {
-      this.done = true;
-      return false;
-    }
-    this.buf = r.value;
-    this.pos = 0;
-    return true;
-  }
-
-  /** Exactly n bytes (n small), copied. */
-  async take(n: number): Promise<Uint8Array> {
-    const out = new Uint8Array(n);
-    let got = 0;
-    while (got < n) {
-      if (this.pos >= this.buf.length && !(await this.fill())) {
-        throw new Error("LFC state ended early");
-      }
-      const k = Math.min(n - got, this.buf.length - this.pos);
-      out.set(this.buf.subarray(this.pos, this.pos + k), got);
-      this.pos += k;
-      got += k;
-    }
-    return out;
-  }
-
-  async view(n: number): Promise<DataView> {
-    const b = await this.take(n);
-    return new DataView(b.buffer, b.byteOffset, n);
-  }
-
-  async skip(n: number): Promise<void> {
-    for await (const _ of this.slices(n)) {
-      // discarded
-    }
-  }
-
-  /** The next n bytes as views into the received chunks, without copying. */
-  async *slices(n: number): AsyncGenerator<Uint8Array> {
-    let left = n;
-    while (left > 0) {
-      if (this.pos >= this.buf.length && !(await this.fill())) {
-        throw new Error("LFC state ended early");
-      }
-      const k = Math.min(left, this.buf.length - this.pos);
-      yield this.buf.subarray(this.pos, this.pos + k);
-      this.pos += k;
-      left -= k;
-    }
-  }
-
-  async atEnd(): Promise<boolean> {
-    while (this.pos >= this.buf.length) {
-      if (!(await this.fill())) return true;
-    }
-    return false;
-  }
-
-  async close(): Promise<void> {
-    await this.it.return?.().catch(() => undefined);
   }
 }

@@ -36,6 +36,16 @@ LIMIT 500`;
 const LIST_EXTENSIONS =
   "SELECT extname, extversion, extowner::pg_catalog.int4 AS extowner FROM pg_catalog.pg_extension";
 
+export interface CollectOptions {
+  /**
+   * Awaited before each database is visited. The collection is background work that opens one
+   * connection per database; the compute passes a wait for any spec apply in progress to end, so
+   * a reconfiguration that someone is waiting for does not share the CPU and Postgres's
+   * connection slots with it.
+   */
+  yieldTo?: () => Promise<unknown>;
+}
+
 /**
  * Connects to every database that takes connections (up to 500), counts the databases per
  * (extension, version, owned by superuser), sets the gauge for each, and logs
@@ -45,7 +55,9 @@ const LIST_EXTENSIONS =
 export async function collectInstalledExtensions(
   connstr: URL,
   metrics: Metrics,
+  opts: CollectOptions = {},
 ): Promise<InstalledExtensions> {
+  await opts.yieldTo?.();
   const databases = await withClient(connstr, undefined, async (sql) => {
     const rows = await sql.unsafe(LIST_DATABASES);
     return rows.map((r) => String(r.datname));
@@ -53,6 +65,7 @@ export async function collectInstalledExtensions(
 
   const byKey = new Map<string, InstalledExtension>();
   for (const database of databases) {
+    await opts.yieldTo?.();
     let rows: Record<string, unknown>[];
     try {
       rows = await withClient(connstr, database, (sql) => sql.unsafe(LIST_EXTENSIONS));
@@ -108,9 +121,13 @@ async function withClient<T>(
  * collectInstalledExtensions for fire-and-forget use (the first collection after a primary
  * starts, the periodic task): a failure is logged, never thrown.
  */
-export async function reportInstalledExtensions(connstr: URL, metrics: Metrics): Promise<void> {
+export async function reportInstalledExtensions(
+  connstr: URL,
+  metrics: Metrics,
+  opts: CollectOptions = {},
+): Promise<void> {
   try {
-    await collectInstalledExtensions(connstr, metrics);
+    await collectInstalledExtensions(connstr, metrics, opts);
   } catch (err) {
     log.error(`could not get installed extensions: ${formatOneLine(err)}`);
   }
@@ -160,6 +177,8 @@ export interface InstalledExtensionsTaskOptions {
    * in apply_config and reconfigure). Read at spawn and after each collection.
    */
   intervalSeconds: () => number;
+  /** Passed to each collection (see CollectOptions). */
+  yieldTo?: () => Promise<unknown>;
   /** Injection points for tests. */
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
   collect?: () => Promise<unknown>;
@@ -186,7 +205,9 @@ export function startInstalledExtensionsTask(
 ): InstalledExtensionsTask {
   const stopper = new AbortController();
   const sleep = opts.sleep ?? abortableSleep;
-  const collect = opts.collect ?? (() => reportInstalledExtensions(opts.connstr, opts.metrics));
+  const collect =
+    opts.collect ??
+    (() => reportInstalledExtensions(opts.connstr, opts.metrics, { yieldTo: opts.yieldTo }));
   let stored: number | null = null;
   const shared = () => stored ?? opts.intervalSeconds();
 

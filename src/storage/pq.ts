@@ -9,9 +9,9 @@
 // Plain TCP only: the reference connects with NoTls.
 import type { Socket } from "bun";
 import { log } from "../log.ts";
+import { ByteQueue } from "../util/byte-queue.ts";
 import {
   type BackendMessage,
-  ByteQueue,
   bindMessage,
   closeMessage,
   concat,

@@ -115,6 +115,29 @@ describe("ComputeState", () => {
     ]);
   });
 
+  test("whenNotApplying waits out a pending or running apply, and a refresh's apply", async () => {
+    const state = new ComputeState(createMetrics());
+    state.set("init");
+    expect(await state.whenNotApplying()).toBe("init");
+    state.set("running");
+    state.set("configuration_pending");
+    const woke: string[] = [];
+    const waiting = state.whenNotApplying().then((s) => woke.push(s));
+    state.set("configuration");
+    await Bun.sleep(1);
+    expect(woke).toEqual([]);
+    state.set("running");
+    await waiting;
+    expect(woke).toEqual(["running"]);
+    // Waiting for the configuration to be read again is not an apply; reading it applied is.
+    state.set("refresh_configuration_pending");
+    expect(await state.whenNotApplying()).toBe("refresh_configuration_pending");
+    state.set("refresh_configuration");
+    const refresh = state.whenNotApplying();
+    state.fail("boom");
+    expect(await refresh).toBe("failed");
+  });
+
   test("onChange listeners see every move", () => {
     const state = new ComputeState(createMetrics());
     const seen: string[] = [];

@@ -186,6 +186,26 @@ describe("round trip", () => {
     expect(storage.violations).toEqual([]);
   });
 
+  test("a state of many 1 MiB rows round-trips, and the compressor collects no listeners", async () => {
+    // Incompressible, so every row's write fills the compressor's buffer and waits for a drain.
+    const raw = new Uint8Array(24 << 20);
+    for (let off = 0; off < raw.length; off += 65536) {
+      crypto.getRandomValues(raw.subarray(off, off + 65536));
+    }
+    await setState(raw);
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+    process.on("warning", onWarning);
+    try {
+      expect((await offloadAndWait()).status).toBe("completed");
+    } finally {
+      process.off("warning", onWarning);
+    }
+    expect(warnings).toEqual([]);
+    const stored = storage.objects.get(own())!;
+    expect(Buffer.from(await Bun.zstdDecompress(stored)).equals(Buffer.from(raw))).toBe(true);
+  });
+
   test("the maintenance connection names itself and turns DDL forwarding off", async () => {
     await pg.sql.unsafe(`CREATE OR REPLACE FUNCTION neon.get_local_cache_state(max_chunks integer DEFAULT NULL)
       RETURNS bytea LANGUAGE sql AS $$ SELECT pg_catalog.convert_to(

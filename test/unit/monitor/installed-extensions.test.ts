@@ -107,6 +107,31 @@ describe("collectInstalledExtensions", () => {
     );
   });
 
+  test("yieldTo is awaited before the listing and before each database; while it waits, no connection is open", async () => {
+    const metrics = createMetrics();
+    let calls = 0;
+    let release: () => void = () => {};
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    const collecting = collectInstalledExtensions(connstr, metrics, {
+      yieldTo: () => (++calls === 3 ? held : Promise.resolve()),
+    });
+    // The third call comes after the listing and the first database; the collection waits there.
+    await waitFor(() => calls === 3, { what: "the third yield" });
+    await Bun.sleep(100);
+    expect(calls).toBe(3);
+    const open = await pg.sql.unsafe(
+      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'compute_ctl:get_installed_extensions'",
+    );
+    expect(open[0]?.n).toBe(0);
+    release();
+    const result = await collecting;
+    // Once before the listing, then once per database that takes connections (4).
+    expect(calls).toBe(5);
+    expect(result.extensions.find((e) => e.extname === "plpgsql")?.n_databases).toBe(4);
+  });
+
   test("a Postgres that cannot be reached: collect rejects, report logs and resolves", async () => {
     const metrics = createMetrics();
     const url = new URL(`postgresql://cloud_admin@127.0.0.1:${await freePort()}/postgres`);

@@ -13,6 +13,7 @@
 //     error's cause chain (message, name and errno fields of each link), rebuilt here so that the
 //     error reads exactly as one thrown in this process.
 // The secrets travel on stdin only: never in argv or the environment.
+import { accessSync, constants } from "node:fs";
 import type { Subprocess } from "bun";
 import { type Fields, type LogLevelName, log } from "../log.ts";
 import { environment } from "../testing-knobs.ts";
@@ -117,9 +118,20 @@ export interface ChildLauncher {
  * version has replaced it on disk since the start.
  */
 export function selfCommand(): string[] {
-  const exe = process.platform === "linux" ? `/proc/${process.pid}/exe` : process.execPath;
+  const exe = process.platform === "linux" ? procExe() : process.execPath;
   const compiled = Bun.main.startsWith("/$bunfs/") || Bun.main.startsWith("B:/~BUN/");
   return compiled ? [exe] : [exe, Bun.main];
+}
+
+/** `/proc/<pid>/exe`, or the executable's path where /proc does not let us run it. */
+function procExe(): string {
+  const exe = `/proc/${process.pid}/exe`;
+  try {
+    accessSync(exe, constants.X_OK);
+    return exe;
+  } catch {
+    return process.execPath;
+  }
 }
 
 const LEVELS = new Set<string>(["error", "warn", "info", "debug", "trace"]);

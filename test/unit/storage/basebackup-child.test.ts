@@ -215,6 +215,45 @@ describe("an attempt in the child (bun src/main.ts)", () => {
   }, 60_000);
 });
 
+describe("a child that does not keep the contract", () => {
+  test("silent past the deadline: killed after the grace, the deadline's error made here", async () => {
+    const port = await freePort();
+    const started = performance.now();
+    const err = await rejection(
+      attemptInChild(
+        { command: ["sleep", "60"], abortGraceMs: 200 },
+        {
+          job: job(port),
+          peer: `127.0.0.1:${port}`,
+          pgdata: await makeUserDir("bb-child-"),
+          timeoutMs: 500,
+        },
+      ),
+    );
+    expect(formatOneLine(err)).toBe(
+      `no basebackup connection from 127.0.0.1:${port} within 500 ms`,
+    );
+    expect(performance.now() - started).toBeLessThan(10_000);
+  }, 30_000);
+
+  test("gone without a report: its exit status", async () => {
+    const err = await rejection(
+      attemptInChild(
+        { command: ["false"] },
+        {
+          job: job(1),
+          peer: "127.0.0.1:1",
+          pgdata: await makeUserDir("bb-child-"),
+          timeoutMs: 10_000,
+        },
+      ),
+    );
+    expect(formatOneLine(err)).toMatch(
+      /^the basebackup child process \(pid \d+\) ended with exit code 1 before it reported$/,
+    );
+  }, 30_000);
+});
+
 describe("the child process itself", () => {
   test("exits at once when its parent's pipe closes, mid-attempt", async () => {
     const { ps } = await pageserver({ silent: true });

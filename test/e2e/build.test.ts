@@ -4,6 +4,8 @@ import { afterAll, expect, test } from "bun:test";
 import { join } from "node:path";
 import { outputName } from "../../build.ts";
 import { compiledBinaryInfo, hostTarget, ROOT, runBinary } from "../support/binary.ts";
+import { emptyConfig, startCompute } from "../support/compute.ts";
+import { ed25519Key, jwks } from "../support/jwt.ts";
 import { cleanup, makeUserDir } from "../support/proc.ts";
 
 afterAll(cleanup);
@@ -56,4 +58,21 @@ test("BUILD_TAG from the build environment is embedded", async () => {
   expect(r.code).toBe(0);
   expect(r.stdout).toContain("test-tag");
   expect(r.stdout).not.toContain("other");
+}, 180_000);
+
+test("the bytecode is laid out by the committed profiles: an Empty compute loads mostly profiled functions", async () => {
+  const key = await ed25519Key();
+  const c = await startCompute({
+    config: emptyConfig(jwks(key)),
+    env: { COMPUTE_CTL_TESTING_MEMORY_PROBE: "1" },
+  });
+  const probe = (await (await fetch(`${c.internal}/testing/memory`)).json()) as {
+    bytecode_order: { hot: number; unknown: number; cold: number } | null;
+  };
+  c.proc.kill("SIGKILL");
+  const stats = probe.bytecode_order;
+  expect(stats).not.toBeNull();
+  // Functions changed since the profile was recorded count as unknown: the bound leaves room
+  // for that, and fails for a profile that no longer describes an Empty compute at all.
+  expect(stats!.hot).toBeGreaterThan(2 * (stats!.cold + stats!.unknown));
 }, 180_000);

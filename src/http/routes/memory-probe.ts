@@ -1,6 +1,7 @@
 // GET /testing/memory (internal), registered only with COMPUTE_CTL_TESTING_MEMORY_PROBE=1: full
 // garbage collections, then the process's memory figures and the live objects by type. The soak
 // bench reads it to tell garbage (gone after the collection) from memory that is still referenced.
+import type { BytecodeOrderStats } from "bun:jsc";
 import { Elysia } from "elysia";
 import { operation } from "../route-doc.ts";
 
@@ -22,10 +23,16 @@ export interface MemoryProbe {
   protected_object_count: number;
   /** The 20 most numerous live object types. */
   object_types: Record<string, number>;
+  /**
+   * How many of the functions loaded so far the executable's bytecode profile (build.ts) had
+   * placed among the used ones (`hot`) or not (`cold`); null when not run from an executable built
+   * with a profile.
+   */
+  bytecode_order: BytecodeOrderStats | null;
 }
 
 export async function memoryProbe(): Promise<MemoryProbe> {
-  const { heapStats } = await import("bun:jsc");
+  const { heapStats, bytecodeOrderStats } = await import("bun:jsc");
   const rssBefore = process.memoryUsage.rss();
   // Twice, a moment apart: objects freed by finalizers in the first collection (sockets, native
   // buffers) are reclaimed by the second.
@@ -47,6 +54,7 @@ export async function memoryProbe(): Promise<MemoryProbe> {
     object_count: h.objectCount,
     protected_object_count: h.protectedObjectCount,
     object_types: Object.fromEntries(types),
+    bytecode_order: bytecodeOrderStats(),
   };
 }
 

@@ -91,11 +91,14 @@ export async function buildVersion(): Promise<string> {
  * JavaScriptCore's tier-up thresholds are multiplied by this in the executable. compute_ctl runs
  * most of its code a few times (module setup, the start, a spec apply) and then idles; at the
  * normal policy that run-once code reaches the baseline and DFG JITs, whose compilers' machine
- * code then stays resident for the life of the process. At 16 an Empty compute idles ~2.9 MiB
- * and a running one ~1.5 MiB lower; code that really is hot (the /status path under load, the
- * basebackup's tar parser) still reaches every tier within milliseconds.
+ * code then stays resident for the life of the process. At 16 an Empty compute idled ~2.9 MiB
+ * and a running one ~1.5 MiB lower than at 1; 64 keeps the DFG out of a running compute whose
+ * basebackup is extracted by a child process (another ~2 MiB). Code that really is hot (the
+ * /status path under load, a large spec's planning) still reaches the optimizing tiers within
+ * a fraction of a second. A child process that runs one CPU-heavy job may set the normal policy
+ * for itself with Bun.unsafe.setJITPolicy(1).
  */
-export const JIT_POLICY = 16;
+export const JIT_POLICY = 64;
 
 /**
  * Profiles of the functions an Empty and a running compute use (recorded by

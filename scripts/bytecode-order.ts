@@ -11,6 +11,8 @@
 // Run it again after larger changes of what a start or an idle compute runs:
 //   bun scripts/bytecode-order.ts && bun run build
 // An out-of-date profile is still correct; it only keeps more bytecode pages resident.
+// BYTECODE_ORDER_BINARY records from another build of compute_ctl than this checkout's, and
+// BYTECODE_ORDER_OUT_DIR writes the profiles elsewhere than build-profile/.
 import { chmodSync, copyFileSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { compiledBinaryInfo } from "../test/support/binary.ts";
@@ -19,7 +21,7 @@ import { ed25519Key, jwks } from "../test/support/jwt.ts";
 import { cleanup, makeUserDir, waitFor } from "../test/support/proc.ts";
 import { startLocalStack } from "../test/support/stack.ts";
 
-const OUT = resolve(import.meta.dir, "../build-profile");
+const OUT = process.env.BYTECODE_ORDER_OUT_DIR || resolve(import.meta.dir, "../build-profile");
 const IDLE_MS = Number(process.env.BYTECODE_ORDER_IDLE_S ?? 65) * 1000;
 
 /** The control plane's polls: /status with a token, /metrics without. */
@@ -39,7 +41,7 @@ async function idle(compute: RunningCompute, token: string, ms: number): Promise
 }
 
 try {
-  const bin = (await compiledBinaryInfo()).path;
+  const bin = process.env.BYTECODE_ORDER_BINARY || (await compiledBinaryInfo()).path;
   const dir = await makeUserDir("bytecode-order-");
   chmodSync(dir, 0o777);
   const key = await ed25519Key();
@@ -85,7 +87,7 @@ try {
     copyFileSync(from, join(OUT, name));
     chmodSync(join(OUT, name), 0o644);
     const functions = (await Bun.file(from).text()).split("\n").length - 2;
-    console.log(`build-profile/${name}: ${functions} functions`);
+    console.log(`${join(OUT, name)}: ${functions} functions`);
   }
 } finally {
   await cleanup();

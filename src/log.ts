@@ -358,8 +358,22 @@ export function deferLines<T>(fn: () => T): T {
   }
 }
 
+/** A process whose lines its parent writes (see configureLogging's `forward`), or null. */
+let forward: ((level: LogLevelName, message: string, fields?: Fields) => void) | null = null;
+const LEVEL_NAME: Record<number, LogLevelName> = {
+  0: "error",
+  1: "warn",
+  3: "info",
+  4: "debug",
+  5: "trace",
+};
+
 function emit(lvl: number, tag: Tag, message: string, fields: Fields | undefined): void {
   if (lvl > level) return;
+  if (forward) {
+    forward(LEVEL_NAME[lvl] ?? "info", message ?? "", fields);
+    return;
+  }
   const line = render(lvl, tag, message ?? "", fields);
   if (deferring && sink.defer) sink.defer(line);
   else sink.write(line);
@@ -397,7 +411,13 @@ export function configureLogging(opts: {
   sink?: Sink;
   /** Lakebase mode's COMPUTE_CTL_LOG_DIRECTORY: daily JSON files beside stderr. */
   fileDirectory?: string | null;
+  /**
+   * Hands every line at or above the level to this function instead of formatting it (a helper
+   * child process passes its lines to compute_ctl, which logs them as its own).
+   */
+  forward?: (level: LogLevelName, message: string, fields?: Fields) => void;
 }) {
+  if (opts.forward !== undefined) forward = opts.forward;
   if (opts.level !== undefined) level = LEVELS[opts.level];
   if (opts.fileDirectory) startFileLogs(opts.fileDirectory);
   if (opts.format !== undefined) format = opts.format;

@@ -83,6 +83,11 @@ export const environment = {
   }),
   /** RUST_LOG: the log level filter of the standalone vm-monitor. */
   rustLog: (): string | undefined => process.env.RUST_LOG,
+  /**
+   * COMPUTE_CTL_INTERNAL_ROLE: set by compute_ctl on a child process of its own executable to
+   * name the helper it is (`basebackup`); never set by an operator.
+   */
+  internalRole: (): string | undefined => process.env.COMPUTE_CTL_INTERNAL_ROLE,
   /** PATH, where a bare --pgbin is looked up. */
   path: (): string | undefined => process.env.PATH,
   /** USER, the OS user name when the system cannot say it. */

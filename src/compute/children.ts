@@ -5,12 +5,14 @@ import type { Subprocess } from "bun";
 import { log } from "../log.ts";
 
 /** What a child is, which decides the signal it gets on termination. */
-export type ChildRole = "postgres" | "sync-safekeepers" | "other";
+export type ChildRole = "postgres" | "sync-safekeepers" | "basebackup" | "other";
 
 const TERMINATION_SIGNAL: Record<ChildRole, NodeJS.Signals> = {
   // Fast shutdown: SIGINT makes the postmaster write a shutdown checkpoint.
   postgres: "SIGINT",
   "sync-safekeepers": "SIGTERM",
+  // compute_ctl's own basebackup child: no handler, so SIGTERM ends it at once.
+  basebackup: "SIGTERM",
   other: "SIGTERM",
 };
 

@@ -172,6 +172,8 @@ export async function fetchBasebackup(env: ComputeEnv, pspec: ParsedSpec, lsn: s
     pgdata: env.params.pgdata,
     lsn,
     onFirstByte: () => env.startHooks?.streaming(),
+    // Each attempt runs in a child process of this executable (storage/basebackup-child.ts).
+    child: { children: env.children },
   });
   const { timings } = env.state;
   timings.basebackup_ms = Math.round(result.basebackupMs);

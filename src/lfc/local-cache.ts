@@ -2,6 +2,8 @@
 // format only, which turns a bytea into hex text of twice its size, encoded by the server and
 // buffered twice by the client (seconds and about 5x the state in memory for a large state). A
 // binary COPY of the state in 1 MiB rows carries the raw bytes, streamed into a compressor.
+import type { TransformOptions } from "node:stream";
+import type { ZstdOptions } from "node:zlib";
 import type { Sql } from "postgres";
 import { ByteReader } from "../util/byte-reader.ts";
 
@@ -48,7 +50,17 @@ export async function compressLocalCacheState(sql: Sql): Promise<CompressedState
   await input.skip(new DataView(head.buffer, head.byteOffset + 15, 4).getUint32(0));
 
   const { createZstdCompress, constants } = await import("node:zlib");
-  const z = createZstdCompress({ params: { [constants.ZSTD_c_compressionLevel]: 3 } });
+  // Output in 1 MiB pieces instead of zlib's 16 KiB (83 MiB of output for a 256 MiB state is
+  // ~5,000 fewer hand-overs from the compressing thread), and up to 4 MiB of input queued, so the
+  // compressor has the next row while this loop waits for the one after it. Measured on a 256 MiB
+  // state: compress + upload 2.14 s -> 1.65-1.71 s (zstd -3 plus curl: 1.44-1.50 s).
+  // (zlib streams hand their options to the Transform they are; the typings list only zlib's.)
+  const options: ZstdOptions & TransformOptions = {
+    params: { [constants.ZSTD_c_compressionLevel]: 3 },
+    chunkSize: 1 << 20,
+    writableHighWaterMark: 4 << 20,
+  };
+  const z = createZstdCompress(options);
   const out: Buffer[] = [];
   let zError: Error | null = null;
   z.on("data", (c: Buffer) => out.push(c));

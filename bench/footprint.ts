@@ -14,11 +14,11 @@
 
 import { loadavg } from "node:os";
 import { compiledBinaryInfo } from "../test/support/binary.ts";
-import { emptyConfig, jsonOf, startCompute } from "../test/support/compute.ts";
+import { emptyConfig, startCompute } from "../test/support/compute.ts";
 import { ed25519Key, jwks } from "../test/support/jwt.ts";
 import { freePort } from "../test/support/ports.ts";
 import { cleanup, makeUserDir, waitFor } from "../test/support/proc.ts";
-import { startLocalStack } from "../test/support/stack.ts";
+import { start, terminate, waitStatus } from "../test/support/started.ts";
 import { compileFloor, median, memoryMiB, table } from "./_util.ts";
 
 const ROUNDS = Number(process.env.BENCH_VERSION_ROUNDS ?? 6);
@@ -118,20 +118,14 @@ try {
   };
 
   const key = await ed25519Key();
-  const stack = await startLocalStack({ mode: "Primary", safekeepers: "agree" });
-  const running = await startCompute({
+  const running = await start({
+    mode: "Primary",
+    safekeepers: "agree",
     binary: bin,
-    config: { spec: stack.spec, compute_ctl_config: { jwks: jwks(key) } },
-    connstr: stack.connstr,
-    pgbin: stack.pgbin.pgbin,
-    pgdata: stack.pgdata,
     computeId: "bench-running",
+    fast: false,
   });
-  const runningToken = await key.sign({ compute_id: running.computeId });
-  await waitFor(
-    async () => (await jsonOf(running.get("/status", runningToken))).status === "running",
-    { what: "running", timeoutMs: 60_000, intervalMs: 20 },
-  );
+  await waitStatus(running, "running", 60_000);
   const runningFloor = await startFloor();
   const runningSince = performance.now();
 
@@ -148,12 +142,12 @@ try {
   empty.proc.kill("SIGKILL");
 
   await Bun.sleep(Math.max(0, RUNNING_IDLE_MS - (performance.now() - runningSince)));
-  const memRunning = await memoryMiB(running.proc.pid);
+  const memRunning = await memoryMiB(running.compute.proc.pid);
   const memRunningFloor = await memoryMiB(runningFloor.pid);
   runningFloor.kill("SIGKILL");
-  await running.post("/terminate?mode=immediate", runningToken);
-  await running.exited;
-  await stack.stop();
+  await terminate(running, "immediate");
+  await running.compute.exited;
+  await running.stack.stop();
 
   const ms = (t: Timing) => `${t.mean.toFixed(2)} ± ${t.sd.toFixed(2)}`;
   const verdict = (ok: boolean) => (ok ? "met" : "NOT met");

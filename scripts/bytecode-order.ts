@@ -16,10 +16,10 @@
 import { chmodSync, copyFileSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { compiledBinaryInfo } from "../test/support/binary.ts";
-import { emptyConfig, jsonOf, type RunningCompute, startCompute } from "../test/support/compute.ts";
+import { emptyConfig, type RunningCompute, startCompute } from "../test/support/compute.ts";
 import { ed25519Key, jwks } from "../test/support/jwt.ts";
-import { cleanup, makeUserDir, waitFor } from "../test/support/proc.ts";
-import { startLocalStack } from "../test/support/stack.ts";
+import { cleanup, makeUserDir } from "../test/support/proc.ts";
+import { start, terminate, waitStatus } from "../test/support/started.ts";
 
 const OUT = process.env.BYTECODE_ORDER_OUT_DIR || resolve(import.meta.dir, "../build-profile");
 const IDLE_MS = Number(process.env.BYTECODE_ORDER_IDLE_S ?? 65) * 1000;
@@ -48,25 +48,19 @@ try {
   mkdirSync(OUT, { recursive: true });
 
   const runningOut = join(dir, "running.txt");
-  const stack = await startLocalStack({ mode: "Primary", safekeepers: "agree" });
-  const running = await startCompute({
+  const running = await start({
+    mode: "Primary",
+    safekeepers: "agree",
     binary: bin,
-    config: { spec: stack.spec, compute_ctl_config: { jwks: jwks(key) } },
-    connstr: stack.connstr,
-    pgbin: stack.pgbin.pgbin,
-    pgdata: stack.pgdata,
     computeId: "bytecode-order-running",
+    fast: false,
     env: { BUN_BYTECODE_ORDER_OUT: runningOut },
   });
-  const runningToken = await key.sign({ compute_id: running.computeId });
-  await waitFor(
-    async () => (await jsonOf(running.get("/status", runningToken))).status === "running",
-    { what: "running", timeoutMs: 60_000, intervalMs: 20 },
-  );
-  await idle(running, runningToken, IDLE_MS);
-  await running.post("/terminate?mode=immediate", runningToken);
-  await running.exited;
-  await stack.stop();
+  await waitStatus(running, "running", 60_000);
+  await idle(running.compute, running.token, IDLE_MS);
+  await terminate(running, "immediate");
+  await running.compute.exited;
+  await running.stack.stop();
 
   const emptyOut = join(dir, "empty.txt");
   const empty = await startCompute({

@@ -29,6 +29,11 @@ export async function start(
     waitReady?: boolean;
     /** Keep only about the last this many characters of compute_ctl's stderr. */
     stderrTailChars?: number;
+    /** Another compute_ctl executable than this checkout's build. */
+    binary?: string;
+    computeId?: string;
+    /** false: none of FAST's testing knobs, the reference's delays (a bench's compute). */
+    fast?: boolean;
   } = {},
 ): Promise<Started> {
   const stack = await startLocalStack(opts);
@@ -41,7 +46,9 @@ export async function start(
     connstr: stack.connstr,
     pgbin: stack.pgbin.pgbin,
     pgdata: stack.pgdata,
-    env: { ...FAST, ...opts.env },
+    env: { ...(opts.fast === false ? {} : FAST), ...opts.env },
+    binary: opts.binary,
+    computeId: opts.computeId,
     args: opts.extraArgs,
     waitReady: opts.waitReady,
     stderrTailChars: opts.stderrTailChars,

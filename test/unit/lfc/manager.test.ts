@@ -186,6 +186,14 @@ describe("round trip", () => {
     expect(storage.violations).toEqual([]);
   });
 
+  test("an empty (not NULL) state is offloaded as an empty zstd frame", async () => {
+    await setState(new Uint8Array(0));
+    expect((await offloadAndWait()).status).toBe("completed");
+    const stored = storage.objects.get(own())!;
+    expect([...stored.subarray(0, 4)]).toEqual(ZSTD_MAGIC);
+    expect((await Bun.zstdDecompress(stored)).length).toBe(0);
+  });
+
   test("a state of many 1 MiB rows round-trips, and the compressor collects no listeners", async () => {
     // Incompressible, so every row's write fills the compressor's buffer and waits for a drain.
     const raw = new Uint8Array(24 << 20);

@@ -360,13 +360,9 @@ export function deferLines<T>(fn: () => T): T {
 
 /** A process whose lines its parent writes (see configureLogging's `forward`), or null. */
 let forward: ((level: LogLevelName, message: string, fields?: Fields) => void) | null = null;
-const LEVEL_NAME: Record<number, LogLevelName> = {
-  0: "error",
-  1: "warn",
-  3: "info",
-  4: "debug",
-  5: "trace",
-};
+const LEVEL_NAME = Object.fromEntries(
+  Object.entries(LEVELS).map(([name, n]) => [n, name as LogLevelName]),
+) as Record<number, LogLevelName>;
 
 function emit(lvl: number, tag: Tag, message: string, fields: Fields | undefined): void {
   if (lvl > level) return;

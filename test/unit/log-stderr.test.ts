@@ -22,6 +22,38 @@ async function child(body: string): Promise<{ code: number | null; lines: string
 const messages = (lines: string[]) =>
   lines.filter((l) => / INFO /.test(l)).map((l) => l.replace(/^\S+Z {2}INFO /, ""));
 
+/**
+ * Runs `body` as a child script whose stderr goes through `reader` (a shell pipeline that starts
+ * late): what the reader printed, and how much the child's RSS grew while it logged.
+ */
+async function behindSlowReader(
+  body: string,
+  reader: string,
+): Promise<{ output: string; grown: number }> {
+  const dir = mkdtempSync(join(tmpdir(), "log-stderr-"));
+  try {
+    const out = join(dir, "rss");
+    const script = join(dir, "child.ts");
+    writeFileSync(
+      script,
+      `import { writeFileSync } from "node:fs";
+const before = process.memoryUsage.rss();
+${body}
+writeFileSync(${JSON.stringify(out)}, String(process.memoryUsage.rss() - before));
+`,
+    );
+    const p = Bun.spawn(["sh", "-c", `bun ${script} 2>&1 >/dev/null | { ${reader}; }`], {
+      stdout: "pipe",
+      stderr: "inherit",
+    });
+    const output = (await new Response(p.stdout).text()).trim();
+    await p.exited;
+    return { output, grown: Number(readFileSync(out, "utf8")) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe("stderr log sink", () => {
   test("a line is on stderr before the next statement runs", async () => {
     const path = join(dir, "stderr.txt");
@@ -91,70 +123,31 @@ describe("stderr log sink", () => {
     // 200 MB of log lines through a pipe whose reader starts only after 3 s: the writer must
     // wait for it (its RSS stays flat), not queue the text in memory as it did (found by the
     // soak: ~300 MiB a minute of access log behind a busy reader).
-    const dir = mkdtempSync(join(tmpdir(), "log-stderr-"));
-    try {
-      const out = join(dir, "rss");
-      const script = join(dir, "child.ts");
-      writeFileSync(
-        script,
-        `import { writeFileSync } from "node:fs";
-import { log } from ${JSON.stringify(LOG)};
-const before = process.memoryUsage.rss();
+    const { output, grown } = await behindSlowReader(
+      `import { log } from ${JSON.stringify(LOG)};
 const pad = "x".repeat(1000);
 for (let turn = 0; turn < 200; turn++) {
   for (let i = 0; i < 1000; i++) log.info("line", { pad });
   await new Promise((r) => setImmediate(r));
-}
-writeFileSync(${JSON.stringify(out)}, String(process.memoryUsage.rss() - before));
-`,
-      );
-      const p = Bun.spawn(["sh", "-c", `bun ${script} 2>&1 >/dev/null | { sleep 3; wc -c; }`], {
-        stdout: "pipe",
-        stderr: "inherit",
-      });
-      const bytes = Number((await new Response(p.stdout).text()).trim());
-      await p.exited;
-      expect(bytes).toBeGreaterThan(200_000_000);
-      const grown = Number(readFileSync(out, "utf8"));
-      expect(grown).toBeLessThan(50 * 1024 * 1024);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+}`,
+      "sleep 3; wc -c",
+    );
+    expect(Number(output)).toBeGreaterThan(200_000_000);
+    expect(grown).toBeLessThan(50 * 1024 * 1024);
   }, 60_000);
 
   test("deferred lines wait for a slow reader in order, with a bounded backlog", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "log-stderr-"));
-    try {
-      const out = join(dir, "rss");
-      const script = join(dir, "child.ts");
-      writeFileSync(
-        script,
-        `import { writeFileSync } from "node:fs";
-import { deferLines, log } from ${JSON.stringify(LOG)};
-const before = process.memoryUsage.rss();
+    const { output, grown } = await behindSlowReader(
+      `import { deferLines, log } from ${JSON.stringify(LOG)};
 const pad = "x".repeat(1000);
 let n = 0;
 for (let turn = 0; turn < 100; turn++) {
   deferLines(() => { for (let i = 0; i < 500; i++) log.info("line " + n++, { pad }); });
   await new Promise((r) => setImmediate(r));
-}
-writeFileSync(${JSON.stringify(out)}, String(process.memoryUsage.rss() - before));
-`,
-      );
-      const p = Bun.spawn(
-        [
-          "sh",
-          "-c",
-          `bun ${script} 2>&1 >/dev/null | { sleep 2; grep -o 'line [0-9]*' | awk '$2 != NR - 1 { bad = 1 } END { print bad ? -1 : NR }'; }`,
-        ],
-        { stdout: "pipe", stderr: "inherit" },
-      );
-      const lines = Number((await new Response(p.stdout).text()).trim());
-      await p.exited;
-      expect(lines).toBe(50_000);
-      expect(Number(readFileSync(out, "utf8"))).toBeLessThan(50 * 1024 * 1024);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+}`,
+      "sleep 2; grep -o 'line [0-9]*' | awk '$2 != NR - 1 { bad = 1 } END { print bad ? -1 : NR }'",
+    );
+    expect(Number(output)).toBe(50_000);
+    expect(grown).toBeLessThan(50 * 1024 * 1024);
   }, 60_000);
 });

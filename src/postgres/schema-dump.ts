@@ -2,6 +2,7 @@
 import { log } from "../log.ts";
 import { environment } from "../testing-knobs.ts";
 import { spawnChild } from "../util/spawn.ts";
+import { textLines } from "../util/streams.ts";
 
 /**
  * How a dump went. `stream` carries pg_dump's stdout from its first byte on; the failures are
@@ -29,22 +30,6 @@ export function pgDumpTarget(connstr: URL): { host: string; port: string; user: 
   const user = decodeURIComponent(connstr.username) || connstr.searchParams.get("user") || "";
   if (!host || !user) throw new Error(DUMP_UNEXPECTED);
   return { host, port, user };
-}
-
-async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  const decoder = new TextDecoder();
-  let pending = "";
-  for await (const chunk of stream) {
-    pending += decoder.decode(chunk, { stream: true });
-    let nl = pending.indexOf("\n");
-    while (nl !== -1) {
-      yield pending.slice(0, nl);
-      pending = pending.slice(nl + 1);
-      nl = pending.indexOf("\n");
-    }
-  }
-  pending += decoder.decode();
-  if (pending !== "") yield pending;
 }
 
 async function logRest(stderr: AsyncGenerator<string>): Promise<void> {
@@ -80,7 +65,7 @@ export async function dumpSchema(
     log.warn(`cannot run ${pgDump}: ${err instanceof Error ? err.message : String(err)}`);
     return { kind: "failed" };
   }
-  const stderr = lines(proc.stderr);
+  const stderr = textLines(proc.stderr);
   const stdout = proc.stdout.getReader();
   let first: Uint8Array | undefined;
   try {

@@ -18,6 +18,7 @@ import type { Subprocess } from "bun";
 import { type Fields, type LogLevelName, log } from "../log.ts";
 import { environment } from "../testing-knobs.ts";
 import { spawnChild } from "../util/spawn.ts";
+import { textLines } from "../util/streams.ts";
 import { type BasebackupMetrics, type SourceJob, timeoutMessage } from "./basebackup.ts";
 
 /** The environment variable that makes the executable a helper child, and its value here. */
@@ -138,15 +139,8 @@ const LEVELS = new Set<string>(["error", "warn", "info", "debug", "trace"]);
 
 /** The child's stdout, a parsed event a line. */
 async function* events(stdout: ReadableStream<Uint8Array>): AsyncGenerator<WorkerEvent> {
-  const decoder = new TextDecoder();
-  let buf = "";
-  for await (const chunk of stdout) {
-    buf += decoder.decode(chunk, { stream: true });
-    for (let nl = buf.indexOf("\n"); nl >= 0; nl = buf.indexOf("\n")) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      if (line !== "") yield JSON.parse(line) as WorkerEvent;
-    }
+  for await (const line of textLines(stdout, "drop")) {
+    if (line !== "") yield JSON.parse(line) as WorkerEvent;
   }
 }
 

@@ -4,6 +4,7 @@
 // sees the EOF between two chunks. The process also carries the kernel's parent-death signal
 // (util/spawn.ts).
 import { configureLogging, type Fields } from "../log.ts";
+import { textLines } from "../util/streams.ts";
 import { sourceOfJob, tryGetBasebackup } from "./basebackup.ts";
 import {
   encodeError,
@@ -34,19 +35,6 @@ function plainFields(fields: Fields | undefined): Fields | undefined {
   return out;
 }
 
-/** stdin's lines. */
-async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  const decoder = new TextDecoder();
-  let buf = "";
-  for await (const chunk of stream) {
-    buf += decoder.decode(chunk, { stream: true });
-    for (let nl = buf.indexOf("\n"); nl >= 0; nl = buf.indexOf("\n")) {
-      yield buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-    }
-  }
-}
-
 /** The child's whole life; returns its exit code. */
 export async function runBasebackupWorker(): Promise<number> {
   configureLogging({
@@ -55,7 +43,7 @@ export async function runBasebackupWorker(): Promise<number> {
       void send({ t: "log", level, message, fields: plainFields(fields) });
     },
   });
-  const input = lines(Bun.stdin.stream());
+  const input = textLines(Bun.stdin.stream(), "drop");
   const first = await input.next();
   if (first.done) return PARENT_GONE_EXIT;
   const job = JSON.parse(first.value) as WorkerJob;

@@ -1,5 +1,6 @@
-// Reading a whole stream into memory with a cap, for inputs that are small by contract (request
-// bodies, extension archives) but must not be allowed to grow without bound.
+// Reading streams: a whole stream into memory with a cap, for inputs that are small by contract
+// (request bodies, extension archives) but must not be allowed to grow without bound; and a text
+// stream line by line.
 
 /** Reads `stream` to its end; past `limit` bytes it cancels the stream and throws `tooLarge()`. */
 export async function readAllBounded(
@@ -27,4 +28,25 @@ export async function readAllBounded(
     off += c.byteLength;
   }
   return out;
+}
+
+/**
+ * The lines of a UTF-8 stream, without their newlines. Text after the last newline is a line too,
+ * unless `unterminated` is "drop" (a line protocol, where only a finished line is a message).
+ */
+export async function* textLines(
+  stream: ReadableStream<Uint8Array>,
+  unterminated: "keep" | "drop" = "keep",
+): AsyncGenerator<string> {
+  const decoder = new TextDecoder();
+  let pending = "";
+  for await (const chunk of stream) {
+    pending += decoder.decode(chunk, { stream: true });
+    for (let nl = pending.indexOf("\n"); nl !== -1; nl = pending.indexOf("\n")) {
+      yield pending.slice(0, nl);
+      pending = pending.slice(nl + 1);
+    }
+  }
+  pending += decoder.decode();
+  if (unterminated === "keep" && pending !== "") yield pending;
 }
